@@ -1,0 +1,80 @@
+"""Saving and loading weights as tensors only: safetensors, or ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import nn
+
+from kdlens.errors import CheckpointError
+from kdlens.utils import write_bytes_atomic
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """Write ``model``'s state dict to ``path`` (safetensors), atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    write_bytes_atomic(path, save(state))
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors file or a PyTorch file holding a state dict; never runs code."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    if p.suffix == ".safetensors":
+        try:
+            return load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({e})") from None
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        raise CheckpointError(
+            f"checkpoint {p} was refused: it is not a plain tensor file and loading it could run code ({first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"checkpoint {p} is corrupt or truncated ({str(e).splitlines()[0]})"
+        ) from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {p} does not hold a state dict of tensors")
+    return obj
+
+
+def load_weights(model: nn.Module, path: str | Path, num_classes: int | None = None) -> nn.Module:
+    """Load ``path`` into ``model``; a checkpoint of another architecture or class count is refused."""
+    state = read_state_dict(path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise CheckpointError(f"checkpoint {path} is for another architecture ({what} parameters)")
+    keys = list(expected)
+    for key in keys:
+        if state[key].shape != expected[key].shape:
+            if num_classes is not None and _is_output_layer(key, keys, expected):
+                raise CheckpointError(
+                    f"checkpoint {path} predicts {state[key].shape[0]} classes but the data has {num_classes}"
+                )
+            raise CheckpointError(
+                f"checkpoint {path}: {key} has shape {tuple(state[key].shape)}, "
+                f"the model expects {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(state)
+    return model
+
+
+def _is_output_layer(key: str, keys: list[str], expected: dict[str, torch.Tensor]) -> bool:
+    """The last weight/bias pair of the model is its classifier."""
+    params = [k for k in keys if k.endswith((".weight", ".bias")) and expected[k].ndim >= 1]
+    return key in params[-2:]

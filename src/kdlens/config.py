@@ -1,0 +1,210 @@
+"""Typed, validated run configuration: defaults in code, YAML and ``--set`` only override fields."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kdlens.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    name: str = "mnist5k"
+    root: str | None = Field(None, description="folder of a torchvision dataset")
+    download: bool = False
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    limit: int | None = Field(
+        None, gt=0, description="keep at most this many examples (smoke runs)"
+    )
+
+
+class AugmentConfig(_Strict):
+    shift: int = Field(0, ge=0, description="random shift of up to this many pixels")
+    flip: bool = False
+    mixup: float = Field(0.0, ge=0, description="mixup Beta(a, a) parameter; 0 disables")
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(64, gt=0)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    milestones: list[int] = Field(default_factory=list, description="epochs of step decay")
+    gamma: float = Field(0.1, gt=0, le=1)
+    max_batches: int | None = Field(None, gt=0, description="stop each epoch early (smoke runs)")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class ModelSpec(_Strict):
+    model: str
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: str | None = Field(None, description="load weights instead of training")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def _default_teacher() -> ModelSpec:
+    return ModelSpec(
+        model="cnn",
+        model_args={"channels": [32, 64], "hidden": 128},
+        train=TrainConfig(epochs=15, augment=AugmentConfig(shift=2)),
+    )
+
+
+def _default_student() -> ModelSpec:
+    return ModelSpec(model="mlp", model_args={"hidden": [800, 800]})
+
+
+class DistillConfig(_Strict):
+    method: str = "kd"
+    temperature: float = Field(20.0, gt=0)
+    alpha: float = Field(0.0, ge=0, le=1, description="weight of hard-label CE; 1-alpha on soft KL")
+    cache_teacher_logits: bool = Field(
+        True, description="compute teacher logits once when the student's input is not augmented"
+    )
+
+
+class RunConfig(_Strict):
+    seed: int = 0
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: ModelSpec = Field(default_factory=_default_teacher)
+    student: ModelSpec = Field(default_factory=_default_student)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda", "mps") and not v.startswith("cuda:"):
+            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        return v
+
+
+def _field_names(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """Field names at ``path`` of a nested pydantic model, for "did you mean" hints."""
+    current: Any = model
+    for part in path:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    return list(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line naming the first bad field."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc) or "config"
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _field_names(RunConfig, loc[:-1]), n=1)
+        hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+        return f"config: unknown field {where!r}{hint}"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"config: {where}: {first['msg']}{shown}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value``; the value is read as YAML so numbers and lists keep their type."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({_yaml_problem(e)})") from None
+    return key.strip().split("."), value
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}" if mark else str(problem)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p}: invalid YAML ({_yaml_problem(e)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p}: not a text file") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"config file {p}: expected a mapping of fields, got {type(loaded).__name__}"
+        )
+    return loaded
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from None
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "model_args":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then ``key=value`` overrides; validated once at the end.
+
+    A YAML file overrides only the fields it names: nested sections merge into the defaults, except
+    ``model_args``, which replaces them (a different model takes different arguments).
+    """
+    raw = RunConfig().model_dump()
+    if path is not None:
+        file_raw = read_yaml(path)
+        # A teacher/student that changes its model must not inherit the default model's arguments.
+        for role in ("teacher", "student"):
+            section = file_raw.get(role)
+            if isinstance(section, dict) and "model" in section and "model_args" not in section:
+                section["model_args"] = {}
+        raw = _merge(raw, file_raw)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        if len(keys) >= 2 and keys[0] in ("teacher", "student") and keys[1] == "model":
+            raw[keys[0]]["model_args"] = {}
+        _set_path(raw, keys, value)
+    return config_from_dict(raw)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

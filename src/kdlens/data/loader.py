@@ -1,0 +1,91 @@
+"""Mini-batches from in-memory tensors: shuffle, augment, normalise, in that order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from kdlens.config import AugmentConfig
+from kdlens.data.transforms import Normalizer, mixup, random_flip, random_shift
+
+
+@dataclass
+class Batch:
+    """What one training step sees. ``target`` holds class distributions when mixup is on."""
+
+    x: torch.Tensor  # normalised, augmented input: exactly what teacher and student both see
+    y: torch.Tensor  # (B,) int labels
+    index: torch.Tensor  # (B,) positions in the split, for cached teacher logits
+    target: torch.Tensor | None = None  # (B, K) mixed labels, or None
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.y if self.target is None else self.target
+
+
+class BatchLoader:
+    """Iterates (shuffled) batches of one split; augmentation is vectorised per batch."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        normalizer: Normalizer,
+        batch_size: int,
+        shuffle: bool = False,
+        augment: AugmentConfig | None = None,
+        num_classes: int | None = None,
+        seed: int = 0,
+        max_batches: int | None = None,
+        device: torch.device | str = "cpu",
+    ):
+        self.x, self.y = x, y
+        self.normalizer = normalizer
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = augment if augment is not None and is_augmenting(augment) else None
+        self.num_classes = num_classes
+        self.max_batches = max_batches
+        self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = -(-len(self.y) // self.batch_size)
+        return min(n, self.max_batches) if self.max_batches else n
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = len(self.y)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for b in range(len(self)):
+            index = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.x[index].to(self.device)
+            y = self.y[index].to(self.device)
+            target = None
+            if self.augment is not None:
+                x, target = self._augment(x, y)
+            yield Batch(self.normalizer(x), y, index.to(self.device), target)
+
+    def _augment(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        aug, g = self.augment, self.generator
+        if x.ndim == 4 and aug.shift > 0:
+            x = random_shift(x, aug.shift, g)
+        if x.ndim == 4 and aug.flip:
+            x = random_flip(x, g)
+        if aug.mixup > 0:
+            x, target = mixup(x, y, self.num_classes, aug.mixup, g)
+            return x, target
+        return x, None
+
+    def get_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+
+def is_augmenting(augment: AugmentConfig) -> bool:
+    return augment.shift > 0 or augment.flip or augment.mixup > 0

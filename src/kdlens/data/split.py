@@ -1,0 +1,70 @@
+"""Deterministic stratified train/val/test splits, saved with each run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from kdlens.data.base import Dataset
+from kdlens.errors import DataError
+
+
+@dataclass
+class Split:
+    train: list[int]
+    val: list[int]
+    test: list[int]
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Split:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _stratified(idx: np.ndarray, y: np.ndarray, size: float | int, seed: int):
+    try:
+        return train_test_split(idx, test_size=size, random_state=seed, stratify=y[idx])
+    except ValueError:  # a class too rare to stratify: fall back to a plain shuffle split
+        return train_test_split(idx, test_size=size, random_state=seed)
+
+
+def make_split(
+    dataset: Dataset,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    limit: int | None = None,
+) -> Split:
+    """Stratified split from ``seed``; a dataset with a fixed test set keeps it as the test split."""
+    y = dataset.y.numpy()
+    idx = np.arange(len(y))
+    if limit is not None and limit < len(idx):
+        idx, _ = _stratified(idx, y, len(idx) - limit, seed)
+    if dataset.is_test is not None:
+        fixed = dataset.is_test.numpy()
+        rest, test = idx[~fixed[idx]], idx[fixed[idx]]
+    else:
+        rest, test = _stratified(idx, y, test_fraction, seed)
+    train, val = _stratified(rest, y, val_fraction / (1 - test_fraction), seed + 1)
+    split = Split(sorted(map(int, train)), sorted(map(int, val)), sorted(map(int, test)))
+    check_split(split, dataset)
+    return split
+
+
+def check_split(split: Split, dataset: Dataset) -> None:
+    for part in ("train", "val", "test"):
+        if not getattr(split, part):
+            raise DataError(f"dataset {dataset.name!r}: the {part} split is empty")
+    present = set(torch.unique(dataset.y[split.train]).tolist())
+    missing = [dataset.class_names[c] for c in range(dataset.num_classes) if c not in present]
+    if missing:
+        raise DataError(
+            f"dataset {dataset.name!r}: classes missing from the training split: {missing}"
+        )

@@ -1,0 +1,109 @@
+"""Distillers own the (frozen) teacher and the student and turn a batch into a dict of losses.
+
+The training loop only sums what ``forward`` returns and never knows which method it runs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdlens.data.loader import Batch
+from kdlens.distill.losses import kd_loss_parts
+from kdlens.registry import Registry
+
+DISTILLERS: Registry[nn.Module] = Registry("distillation method")
+register_distiller = DISTILLERS.register
+
+
+def list_distillers(pattern: str = "*") -> list[str]:
+    return DISTILLERS.names(pattern)
+
+
+def create_distiller(method: str, student: nn.Module, teacher: nn.Module, **kwargs) -> Distiller:
+    return DISTILLERS.get(method)(student=student, teacher=teacher, **kwargs)
+
+
+class Distiller(nn.Module):
+    """Base: trains ``student`` alone on hard labels (a model trained "from scratch").
+
+    ``forward(batch)`` returns ``{"loss": total, "logits": student logits, **parts}``; every part
+    except ``logits`` is a scalar that already carries its weight.
+    """
+
+    def __init__(self, student: nn.Module):
+        super().__init__()
+        self.student = student
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the optimizer updates: the student, plus any adapter a subclass adds."""
+        return [p for p in self.student.parameters() if p.requires_grad]
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        logits = self.student(batch.x)
+        ce = F.cross_entropy(logits, batch.labels)
+        return {"loss": ce, "ce": ce.detach(), "logits": logits}
+
+
+class TeacherDistiller(Distiller):
+    """A distiller with a frozen teacher: eval mode always, no gradients, parameters untouched."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module):
+        super().__init__(student)
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self._cache: torch.Tensor | None = None
+
+    def train(self, mode: bool = True) -> TeacherDistiller:
+        super().train(mode)
+        self.teacher.eval()  # batch-norm statistics and dropout of the teacher never change
+        return self
+
+    def set_teacher_cache(self, logits: torch.Tensor | None) -> None:
+        """Precomputed teacher logits for the training split, looked up by ``batch.index``.
+
+        Only valid when the student's input is not augmented: then the teacher would see the same
+        input every epoch, and computing its logits once gives the same loss for less work.
+        """
+        self._cache = logits
+
+    @torch.no_grad()
+    def teacher_logits(self, batch: Batch) -> torch.Tensor:
+        if self._cache is not None:
+            return self._cache[batch.index].to(batch.x.device)
+        return self.teacher(batch.x)
+
+
+@register_distiller("kd")
+class KDDistiller(TeacherDistiller):
+    """Hinton et al. (2015): hard-label CE plus T^2-scaled KL to the teacher's soft targets."""
+
+    def __init__(
+        self, student: nn.Module, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.1
+    ):
+        super().__init__(student, teacher)
+        self.temperature = temperature
+        self.alpha = alpha
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        logits = self.student(batch.x)
+        parts = kd_loss_parts(
+            logits, self.teacher_logits(batch), batch.labels, self.temperature, self.alpha
+        )
+        return {
+            "loss": parts["ce"] + parts["kd"],
+            **{k: v.detach() for k, v in parts.items()},
+            "logits": logits,
+        }
+
+
+@torch.no_grad()
+def compute_logits(model: nn.Module, loader) -> torch.Tensor:
+    """Logits of ``model`` (in eval mode) over every batch of ``loader``, in order, on the CPU."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(batch.x).float().cpu() for batch in loader])
+    model.train(was_training)
+    return out

@@ -1,0 +1,20 @@
+"""Errors that kdlens reports to a user as one line, without a traceback."""
+
+
+class KdlensError(Exception):
+    """A problem with the user's input (config, data, checkpoint, output folder).
+
+    The CLI prints ``str(error)`` on one line and exits with code 2; library users catch it.
+    """
+
+
+class ConfigError(KdlensError):
+    """The config names an unknown field, has a wrong type, or an impossible value."""
+
+
+class DataError(KdlensError):
+    """A dataset cannot be found, loaded, or is unusable."""
+
+
+class CheckpointError(KdlensError):
+    """A checkpoint is missing, corrupt, unsafe, or does not fit the model or data."""

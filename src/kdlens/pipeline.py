@@ -1,0 +1,278 @@
+"""``kdlens run``: teacher -> scratch student -> distilled student -> evaluation -> run folder.
+
+Everything that can fail on the user's input (config, data, model arguments, teacher checkpoint,
+output folder) is checked in :func:`prepare`, before any file is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import kdlens
+from kdlens.checkpoints import load_weights, save_weights
+from kdlens.config import ModelSpec, RunConfig, TrainConfig, save_config
+from kdlens.data import (
+    BatchLoader,
+    Dataset,
+    Normalizer,
+    Split,
+    create_dataset,
+    is_augmenting,
+    make_split,
+)
+from kdlens.distill import Distiller, compute_logits, create_distiller
+from kdlens.errors import KdlensError
+from kdlens.evaluate import classification_metrics
+from kdlens.models import count_parameters, create_model
+from kdlens.train import TrainResult, fit
+from kdlens.utils import resolve_device, set_seed, write_json
+
+log = logging.getLogger("kdlens")
+
+EVAL_BATCH = 512
+
+
+@dataclass
+class RunContext:
+    """What every stage of a run reads and adds to."""
+
+    config: RunConfig
+    dataset: Dataset
+    split: Split
+    normalizer: Normalizer
+    device: torch.device
+    out_dir: Path
+    progress: bool = False
+    models: dict[str, nn.Module] = field(default_factory=dict)
+    test_logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    train_results: dict[str, TrainResult] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(getattr(self.split, part))
+        return self.dataset.x[idx], self.dataset.y[idx]
+
+    def eval_loader(self, part: str) -> BatchLoader:
+        x, y = self.tensors(part)
+        return BatchLoader(x, y, self.normalizer, EVAL_BATCH, device=self.device)
+
+    def train_loader(self, cfg: TrainConfig, seed: int) -> BatchLoader:
+        x, y = self.tensors("train")
+        return BatchLoader(
+            x,
+            y,
+            self.normalizer,
+            cfg.batch_size,
+            shuffle=True,
+            augment=cfg.augment,
+            num_classes=self.dataset.num_classes,
+            seed=seed,
+            max_batches=cfg.max_batches,
+            device=self.device,
+        )
+
+    def build(self, spec: ModelSpec) -> nn.Module:
+        model = create_model(
+            spec.model, self.dataset.input_shape, self.dataset.num_classes, **spec.model_args
+        )
+        return model.to(self.device)
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KdlensError(f"output path {out_dir} exists and is not a folder")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise KdlensError(f"run folder {out_dir} already exists; pass --overwrite to replace it")
+    parent = out_dir.parent if not out_dir.exists() else out_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not _writable(parent):
+        raise KdlensError(f"output folder {out_dir} is not writable")
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def prepare(
+    config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = False
+) -> RunContext:
+    """Load data, split it, and check models and checkpoints: every user error surfaces here."""
+    out = Path(out_dir)
+    check_out_dir(out, overwrite)
+    start = time.perf_counter()
+    dataset = create_dataset(config.data.name, root=config.data.root, download=config.data.download)
+    split = make_split(
+        dataset, config.data.val_fraction, config.data.test_fraction, config.seed, config.data.limit
+    )
+    normalizer = Normalizer.fit(dataset.x[torch.as_tensor(split.train)])
+    ctx = RunContext(
+        config, dataset, split, normalizer, resolve_device(config.device), out, progress
+    )
+    ctx.timings["data"] = time.perf_counter() - start
+    # Build both architectures now so a bad model name or argument fails before any training.
+    teacher = ctx.build(config.teacher)
+    ctx.build(config.student)
+    if config.teacher.checkpoint:
+        load_weights(teacher, config.teacher.checkpoint, num_classes=dataset.num_classes)
+        ctx.models["teacher"] = teacher.eval()
+    create_distiller(
+        config.distill.method, ctx.build(config.student), teacher, **_distill_kwargs(config)
+    )
+    return ctx
+
+
+def _distill_kwargs(config: RunConfig) -> dict[str, Any]:
+    return {"temperature": config.distill.temperature, "alpha": config.distill.alpha}
+
+
+def _start_folder(ctx: RunContext, overwrite: bool) -> None:
+    if ctx.out_dir.exists() and overwrite:
+        shutil.rmtree(ctx.out_dir)
+    (ctx.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_config(ctx.config, ctx.out_dir / "config.yaml")
+    ctx.split.save(ctx.out_dir / "split.json")
+    write_json(ctx.out_dir / "normalization.json", ctx.normalizer.to_dict())
+
+
+def _train_stage(
+    ctx: RunContext, name: str, distiller: Distiller, cfg: TrainConfig, seed: int
+) -> None:
+    start = time.perf_counter()
+    result = fit(
+        distiller,
+        ctx.train_loader(cfg, seed),
+        ctx.eval_loader("val"),
+        cfg,
+        desc=name,
+        progress=ctx.progress,
+    )
+    ctx.models[name] = distiller.student.eval()
+    ctx.train_results[name] = result
+    save_weights(distiller.student, ctx.out_dir / "checkpoints" / f"{name}.safetensors")
+    write_json(ctx.out_dir / f"history_{name}.json", result.history)
+    ctx.timings[name] = time.perf_counter() - start
+    log.info(
+        "%s: trained in %.1fs (best epoch %d, val accuracy %.4f)",
+        name,
+        ctx.timings[name],
+        result.best_epoch,
+        result.best_val_accuracy,
+    )
+
+
+def train_teacher(ctx: RunContext) -> None:
+    if "teacher" in ctx.models:  # loaded from a checkpoint
+        save_weights(ctx.models["teacher"], ctx.out_dir / "checkpoints" / "teacher.safetensors")
+        log.info("teacher: loaded from %s", ctx.config.teacher.checkpoint)
+        return
+    set_seed(ctx.config.seed)
+    _train_stage(
+        ctx,
+        "teacher",
+        Distiller(ctx.build(ctx.config.teacher)),
+        ctx.config.teacher.train,
+        ctx.config.seed,
+    )
+
+
+def train_students(ctx: RunContext) -> None:
+    """The same architecture, initialisation and batch order, once without and once with the teacher."""
+    cfg, seed = ctx.config.student.train, ctx.config.seed + 1
+    set_seed(seed)
+    _train_stage(ctx, "scratch", Distiller(ctx.build(ctx.config.student)), cfg, seed)
+
+    set_seed(seed)
+    distiller = create_distiller(
+        ctx.config.distill.method,
+        ctx.build(ctx.config.student),
+        ctx.models["teacher"],
+        **_distill_kwargs(ctx.config),
+    )
+    if ctx.config.distill.cache_teacher_logits and not is_augmenting(cfg.augment):
+        x, y = ctx.tensors("train")
+        loader = BatchLoader(x, y, ctx.normalizer, EVAL_BATCH, device=ctx.device)
+        distiller.set_teacher_cache(compute_logits(ctx.models["teacher"], loader))
+    _train_stage(ctx, "kd", distiller, cfg, seed)
+
+
+def evaluate_models(ctx: RunContext) -> None:
+    start = time.perf_counter()
+    loader = ctx.eval_loader("test")
+    for name, model in ctx.models.items():
+        ctx.test_logits[name] = compute_logits(model, loader)
+    y = loader.y
+    teacher_logits = ctx.test_logits["teacher"]
+    models: dict[str, dict[str, Any]] = {}
+    for name, logits in ctx.test_logits.items():
+        m = classification_metrics(logits, y, None if name == "teacher" else teacher_logits)
+        m["params"] = count_parameters(ctx.models[name])
+        result = ctx.train_results.get(name)
+        m["train_seconds"] = result.seconds if result else 0.0
+        m["best_epoch"] = result.best_epoch if result else 0
+        models[name] = m
+    ctx.metrics["models"] = models
+    ctx.timings["evaluate"] = time.perf_counter() - start
+
+
+def summarize(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How much of the teacher-scratch accuracy gap the distilled student closed."""
+    t, s, k = (models[n]["accuracy"] for n in ("teacher", "scratch", "kd"))
+    gap = t - s
+    return {
+        "kd_minus_scratch": k - s,
+        "gap_closed": (k - s) / gap if gap > 0 else None,
+    }
+
+
+def environment(ctx: RunContext) -> dict[str, Any]:
+    return {
+        "kdlens": kdlens.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(ctx.device),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+
+
+def run(
+    config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = False
+) -> dict[str, Any]:
+    """Run the whole experiment and write the run folder; returns the metrics written."""
+    total = time.perf_counter()
+    ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress)
+    _start_folder(ctx, overwrite)
+    train_teacher(ctx)
+    train_students(ctx)
+    evaluate_models(ctx)
+    ds = ctx.dataset
+    ctx.timings["total"] = time.perf_counter() - total
+    metrics = {
+        "kdlens_version": kdlens.__version__,
+        "dataset": {
+            "name": ds.name,
+            "num_classes": ds.num_classes,
+            "n_train": len(ctx.split.train),
+            "n_val": len(ctx.split.val),
+            "n_test": len(ctx.split.test),
+        },
+        "models": ctx.metrics["models"],
+        "summary": summarize(ctx.metrics["models"]),
+        "timings": ctx.timings,
+        "environment": environment(ctx),
+    }
+    write_json(ctx.out_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdlens.config import RunConfig, load_config, save_config
+from kdlens.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_configs_are_shipped():
+    names = {p.name for p in CONFIGS}
+    assert {"default.yaml", "smoke.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_builds(path):
+    from kdlens.models import create_model
+
+    config = load_config(path)
+    shape = {
+        "digits": (1, 8, 8),
+        "mnist5k": (1, 28, 28),
+        "wine": (13,),
+        "breast_cancer": (30,),
+    }.get(config.data.name, (3, 32, 32))
+    for spec in (config.teacher, config.student):
+        create_model(spec.model, shape, 10, **spec.model_args)
+
+
+def test_default_yaml_is_the_default_config():
+    shipped = load_config(next(p for p in CONFIGS if p.name == "default.yaml"))
+    assert shipped == RunConfig()
+
+
+def test_default_run_is_hintons_mnist_setup():
+    c = RunConfig()
+    assert c.data.name == "mnist5k"
+    assert c.teacher.model == "cnn" and c.teacher.train.augment.shift == 2
+    assert c.student.model == "mlp" and c.student.train.augment.shift == 0
+    assert c.distill.temperature >= 10 and c.distill.alpha <= 0.1
+
+
+def test_overrides_keep_types_and_merge(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "distill: {temperature: 8}\nstudent: {model: mlp, model_args: {hidden: [16]}}\n"
+    )
+    c = load_config(
+        path, ["distill.alpha=0.5", "student.train.epochs=3", "student.model_args.hidden=[4, 4]"]
+    )
+    assert c.distill.temperature == 8 and c.distill.alpha == 0.5
+    assert c.student.train.epochs == 3 and c.student.model_args == {"hidden": [4, 4]}
+    assert c.teacher == RunConfig().teacher  # untouched sections keep their defaults
+
+
+def test_changing_model_drops_the_default_models_arguments():
+    c = load_config(None, ["teacher.model=resnet"])
+    assert c.teacher.model_args == {}
+
+
+def test_round_trip(tmp_path):
+    c = load_config(None, ["seed=7", "distill.temperature=3.5"])
+    save_config(c, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == c
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        (
+            ["distill.temprature=4"],
+            r"unknown field 'distill.temprature'; did you mean 'distill.temperature'",
+        ),
+        (["distill.temperature=0"], r"distill.temperature: .*greater than 0"),
+        (["distill.temperature=-1"], r"distill.temperature"),
+        (["distill.alpha=1.5"], r"distill.alpha: .*less than or equal to 1"),
+        (["distill.alpha=-0.1"], r"distill.alpha"),
+        (["teacher.train.epochs=0"], r"teacher.train.epochs: .*greater than 0"),
+        (["student.train.epochs=-3"], r"student.train.epochs"),
+        (["student.train.optimizer=rmsprop"], r"student.train.optimizer"),
+        (["seed=abc"], r"seed"),
+        (["device=tpu"], r"device"),
+        (["novalue"], r"expected key=value"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load_config(None, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distill: {temperature: 4\nseed: [\n")
+    with pytest.raises(ConfigError, match="invalid YAML") as info:
+        load_config(bad)
+    assert "\n" not in str(info.value)
+    listy = tmp_path / "list.yaml"
+    listy.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(listy)
