@@ -248,19 +248,10 @@ def environment(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def run(
-    config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = False
-) -> dict[str, Any]:
-    """Run the whole experiment and write the run folder; returns the metrics written."""
-    total = time.perf_counter()
-    ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress)
-    _start_folder(ctx, overwrite)
-    train_teacher(ctx)
-    train_students(ctx)
-    evaluate_models(ctx)
+def metrics_document(ctx: RunContext) -> dict[str, Any]:
+    """The ``metrics.json`` contract: keep these keys; later stages add models and keys."""
     ds = ctx.dataset
-    ctx.timings["total"] = time.perf_counter() - total
-    metrics = {
+    return {
         "kdlens_version": kdlens.__version__,
         "dataset": {
             "name": ds.name,
@@ -271,8 +262,24 @@ def run(
         },
         "models": ctx.metrics["models"],
         "summary": summarize(ctx.metrics["models"]),
+        **{k: v for k, v in ctx.metrics.items() if k not in ("models", "summary")},
         "timings": ctx.timings,
         "environment": environment(ctx),
     }
+
+
+def run(
+    config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = False
+) -> dict[str, Any]:
+    """Run the whole experiment and write the run folder; returns the metrics written."""
+    total = time.perf_counter()
+    ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress)
+    _start_folder(ctx, overwrite)
+    train_teacher(ctx)
+    train_students(ctx)
+    evaluate_models(ctx)
+    # Later stages go here, each reading and adding to ctx (models, ctx.metrics, ctx.timings).
+    ctx.timings["total"] = time.perf_counter() - total
+    metrics = metrics_document(ctx)
     write_json(ctx.out_dir / "metrics.json", metrics)
     return metrics
