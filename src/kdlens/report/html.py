@@ -11,6 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
@@ -121,6 +123,7 @@ def render_html(
             "what a distilled student can learn and a student trained on hard labels cannot."
         ),
         image(fig("similarity_t1"), "teacher class similarity at T=1"),
+        _similar_pairs(explain),
         image(fig("similarity_tdistill"), f"teacher class similarity at T={t}"),
         how(
             "The same matrix for every model at T = 1 (classes in the teacher's order); the "
@@ -185,6 +188,7 @@ def render_html(
             ["student", "test examples where it disagrees with the teacher"],
             [[n, c] for n, c in dis["counts"].items()],
         ),
+        _per_class_accuracy(explain),
         _disagreement_block(dis, fig("disagreements")),
         "<h2>Timings</h2>",
         how("Seconds per stage of the run and of these explanations."),
@@ -205,6 +209,36 @@ def _gap_sentence(metrics: dict[str, Any]) -> str:
     if gap is None:
         return ""
     return f"<p>Distillation closed {100 * gap:.0f}% of the teacher–scratch accuracy gap.</p>"
+
+
+def _similar_pairs(explain: dict[str, Any], n: int = 5) -> str:
+    """The class pairs the teacher confuses most at T=1, in words."""
+    names = explain["dataset"]["class_names"]
+    m = np.asarray(explain["dark_knowledge"]["matrices"]["1"]["teacher"], dtype=float)
+    s = np.nan_to_num((m + m.T) / 2)
+    np.fill_diagonal(s, -1.0)
+    iu = np.triu_indices(len(s), 1)
+    top = np.argsort(-s[iu], kind="stable")[:n]
+    rows = [[f"{names[iu[0][t]]} ↔ {names[iu[1][t]]}", float(s[iu][t])] for t in top]
+    return (
+        "<p>Classes the teacher finds most alike (mean mutual probability at T = 1):</p>"
+        + table(["class pair", "probability"], rows)
+    )
+
+
+def _per_class_accuracy(explain: dict[str, Any]) -> str:
+    conf = explain["disagreements"]["confusion"]
+    names = explain["dataset"]["class_names"]
+    acc = {}
+    for model, c in conf.items():
+        c = np.asarray(c, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc[model] = np.diag(c) / c.sum(1)
+    rows = [
+        [name] + [None if np.isnan(acc[m][i]) else float(acc[m][i]) for m in conf]
+        for i, name in enumerate(names)
+    ]
+    return "<p>Accuracy per true class:</p>" + table(["class", *conf], rows)
 
 
 def _skipped(skipped: dict[str, str]) -> str:
