@@ -174,3 +174,35 @@ def test_run_with_tensorboard_writes_one_event_run_per_model(tmp_path):
         assert {"loss/loss", "accuracy/train_accuracy", "accuracy/val_accuracy", "lr"} <= tags
         assert [e.step for e in acc.Scalars("lr")] == [1, 2]  # smoke: 2 epochs
     assert "loss/kd" in set(EventAccumulator(str(out / "tb" / "kd")).Reload().Tags()["scalars"])
+
+
+def test_tabular_run_reports_bars_and_no_grad_cam(tmp_path):
+    from kdlens.config import ExplainConfig
+    from kdlens.data import Normalizer
+    from kdlens.explain import ExplainInputs, compute_explanations
+    from kdlens.models import create_model
+
+    torch.manual_seed(0)
+    x, y = torch.randn(50, 6), torch.randint(0, 3, (50,))
+    models = {n: create_model("mlp", (6,), 3, hidden=[8]).eval() for n in ("teacher", "kd")}
+    with torch.no_grad():
+        logits = {n: m(x) for n, m in models.items()}
+    inp = ExplainInputs(
+        x=x,
+        y=y,
+        normalizer=Normalizer(torch.zeros(6), torch.ones(6)),
+        kind="tabular",
+        class_names=["a", "b", "c"],
+        feature_names=[f"<f{i}>" for i in range(6)],
+        temperature=2.0,
+        config=ExplainConfig(
+            n_examples=20, n_show=2, ig_steps=4, deletion_steps=3, infidelity_samples=2
+        ),
+        test_logits=logits,
+        models=models,
+    )
+    explain = compute_explanations(inp)
+    assert "grad_cam" not in explain["attributions"]["maps"]["teacher"]
+    assert len(explain["attributions"]["maps"]["kd"]["saliency"][0]) == 6  # one value per feature
+    page = render_report(tmp_path, explain, {"models": {"teacher": {}, "kd": {}}}).read_text()
+    assert len(_images(page)) >= 8 and "<f0>" not in page

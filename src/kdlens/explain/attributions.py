@@ -36,7 +36,8 @@ def attribute(
     Grad-CAM is upsampled to the input size and returns None for models without a conv layer.
     """
     device = next((p.device for p in model.parameters()), x.device)
-    x, target = x.to(device), target.to(device)
+    # Captum warns when it has to switch on input gradients itself; do it here, once.
+    x, target = x.to(device).detach().requires_grad_(), target.to(device)
     if method == "integrated_gradients":
         ig = IntegratedGradients(model)
         base = baseline.to(device).expand_as(x)

@@ -81,7 +81,8 @@ def infidelity(
             attributions.to(device),
             target=target.to(device),
             n_perturb_samples=n_perturb_samples,
-            max_examples_per_batch=256,
+            # Captum wants batch <= this <= batch * samples: one example's samples per chunk minimum.
+            max_examples_per_batch=min(len(x) * n_perturb_samples, max(256, len(x))),
             normalize=True,
         )
     return float(scores.float().mean())

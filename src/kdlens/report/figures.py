@@ -233,7 +233,7 @@ def deletion_figure(explain: dict[str, Any]) -> Figure | None:
             label=f"{safe_text(name)} (AUC {f['deletion_auc']:.3f})",
         )
         ax.plot(f["fractions"], f["accuracy_random"], color=f"C{j}", ls=":", lw=1)
-    ax.set_xlabel("share of input features removed (most attributed first; dotted: random order)")
+    ax.set_xlabel("share of input features removed (dotted: in random order)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)

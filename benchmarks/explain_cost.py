@@ -1,0 +1,120 @@
+"""What the explanations cost: each part of ``kdlens report`` on a finished run, wall and CPU seconds.
+
+    PYTHONPATH=src python benchmarks/explain_cost.py RUN_DIR [--repeats 3] [--run-cpu SECONDS]
+
+RUN_DIR is a folder written by ``kdlens run`` (with its explanations). ``--run-cpu`` is the CPU
+time (user + sys) of that whole ``kdlens run`` process, to express the cost as a share of the run
+in CPU seconds too, which a busy shared machine distorts less than wall time.
+Writes benchmarks/results/explain_cost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from kdlens.explain import compute as c
+from kdlens.explain.inputs import from_run_dir
+from kdlens.report.figures import save_figures
+from kdlens.report.html import render_html
+from kdlens.utils import read_json
+
+
+def _timed(fn, *args):
+    w, p = time.perf_counter(), time.process_time()
+    out = fn(*args)
+    return out, time.perf_counter() - w, time.process_time() - p
+
+
+def one_pass(run: Path, scratch: Path) -> dict[str, dict[str, float]]:
+    parts: dict[str, dict[str, float]] = {}
+
+    def rec(name, wall, cpu=None):
+        parts[name] = {"wall": wall, "cpu": cpu}
+
+    inp, w, p = _timed(from_run_dir, run)
+    rec("load run folder (report command only)", w, p)
+    order = torch.randperm(len(inp.y), generator=torch.Generator().manual_seed(inp.seed))
+    explain = {"models": list(inp.test_logits), "torch_models": list(inp.models)}
+    explain["dark_knowledge"], w, p = _timed(c.dark_knowledge, inp, order[: inp.config.n_show])
+    rec("dark knowledge", w, p)
+    sel = order[: min(inp.config.n_examples, len(inp.y))]
+    (at, fa, times), w, p = _timed(c.attributions_and_faithfulness, inp, sel)
+    rec("attributions + faithfulness", w, p)
+    for k, v in times.items():
+        rec(f"  {k}", v)
+    explain["disagreements"], w, p = _timed(c.disagreements, inp)
+    rec("disagreements", w, p)
+    full = {
+        **c.clean(explain),
+        "schema_version": 1,
+        "dataset": {
+            "kind": inp.kind,
+            "class_names": inp.class_names,
+            "feature_names": inp.feature_names,
+            "input_shape": list(inp.x.shape[1:]),
+            "n_test": len(inp.y),
+        },
+        "temperature": inp.temperature,
+        "config": inp.config.model_dump(),
+        "attributions": c.clean(at),
+        "faithfulness": c.clean(fa),
+        "timings": {},
+    }
+    figures, w, p = _timed(save_figures, full, scratch / "figures")
+    rec("figures (matplotlib)", w, p)
+    _, w, p = _timed(render_html, read_json(run / "metrics.json"), full, figures, "bench")
+    rec("report.html", w, p)
+    return parts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--run-cpu", type=float, default=None)
+    ap.add_argument("--scratch", default="/tmp/kdlens-explain-bench")
+    args = ap.parse_args()
+    run, scratch = Path(args.run_dir), Path(args.scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    passes = [one_pass(run, scratch) for _ in range(args.repeats)]
+    median = {
+        k: {
+            m: (statistics.median(p[k][m] for p in passes) if passes[0][k][m] is not None else None)
+            for m in ("wall", "cpu")
+        }
+        for k in passes[0]
+    }
+    top = [k for k in median if not k.startswith(" ") and not k.startswith("load")]
+    explain_wall = sum(median[k]["wall"] for k in top)
+    explain_cpu = sum(median[k]["cpu"] for k in top)
+    metrics = read_json(run / "metrics.json")
+    t = metrics["timings"]
+    in_run = t.get("explain", 0.0) + t.get("report", 0.0)
+    result = {
+        "run_dir": str(run),
+        "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(),
+        "parts_median_seconds": median,
+        "explain_total_median": {"wall": explain_wall, "cpu": explain_cpu},
+        "run_timings": t,
+        "in_run_share_of_rest_wall": in_run / (t["total"] - in_run),
+        "run_cpu": args.run_cpu,
+        "share_of_rest_cpu": explain_cpu / (args.run_cpu - explain_cpu) if args.run_cpu else None,
+    }
+    out = Path(__file__).parent / "results" / "explain_cost.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'part':<42}{'wall s':>9}{'cpu s':>9}")
+    for k, v in median.items():
+        cpu = "" if v["cpu"] is None else f"{v['cpu']:9.2f}"
+        print(f"{k:<42}{v['wall']:9.2f}{cpu}")
+    print(json.dumps({k: v for k, v in result.items() if k != "parts_median_seconds"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
