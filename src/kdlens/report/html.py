@@ -103,13 +103,14 @@ def render_html(
         f"<h1>{escape(title)}</h1>",
         f"<p class='muted'>dataset {escape(str(ds.get('name', '?')))}: "
         f"{_fmt(ds.get('n_train'))} train / {_fmt(ds.get('n_val'))} val / {_fmt(ds.get('n_test'))} "
-        f"test examples, {_fmt(ds.get('num_classes'))} classes; distillation temperature {_fmt(t)}; "
+        f"test examples, {_fmt(ds.get('num_classes'))} classes; distillation temperature {t:g}; "
         f"kdlens {escape(str(metrics.get('kdlens_version', '?')))}</p>",
         "<h2>Summary</h2>",
         how(
-            "One row per model on the test split: fidelity and KL compare a model with the teacher; "
-            "a student with smaller dark-knowledge distance, higher attribution agreement and lower "
-            "deletion AUC learned more of the teacher's soft targets and reasoning."
+            "One row per model on the test split: fidelity and KL compare a model with the teacher, "
+            "a smaller dark-knowledge distance and higher attribution agreement mean a student took "
+            "more of the teacher's soft targets and evidence, and a lower deletion AUC means the "
+            "model's own attributions are more faithful."
         ),
         table(
             ["model"] + [c[1] for c in SUMMARY_COLUMNS],
@@ -167,7 +168,8 @@ def render_html(
         how(
             "Accuracy falls as the most-attributed input features are removed; a faithful "
             "explanation makes it fall faster than random removal (dotted), so lower deletion AUC "
-            "is better, and lower infidelity means attributions predict the effect of small noise."
+            "is better; lower infidelity means the attributions predict the effect of small noise better "
+            "(it is in squared logit units, so compare models with similar logit scales)."
         ),
         image(fig("deletion"), "deletion curves"),
         table(
