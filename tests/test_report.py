@@ -98,8 +98,10 @@ def test_report_command_on_a_folder_with_extra_models(smoke_run, tmp_path, capsy
 def test_report_command_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path), "--set", "data.name=wine"]) == 2
     err = capsys.readouterr().err
-    assert err.count("kdlens: error:") == 2 and "Traceback" not in err
+    assert err.count("kdlens: error:") == 3 and "Traceback" not in err
+    assert "only change explain.*" in err
 
 
 def _evil_report(tmp_path):

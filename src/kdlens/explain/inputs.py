@@ -12,7 +12,7 @@ from torch import nn
 from kdlens.config import ExplainConfig, ModelSpec, RunConfig, load_config
 from kdlens.data import BatchLoader, Normalizer, Split, create_dataset
 from kdlens.distill import compute_logits
-from kdlens.errors import CheckpointError, KdlensError
+from kdlens.errors import CheckpointError, ConfigError, KdlensError
 from kdlens.utils import read_json, resolve_device
 
 log = logging.getLogger("kdlens")
@@ -68,6 +68,10 @@ def from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> Exp
     Captum; other models listed in metrics.json take their logits from ``test_logits.safetensors``.
     """
     run = Path(run_dir)
+    for text in overrides or []:
+        if not text.strip().startswith("explain."):
+            # The run's data, split and models are fixed; only what is explained can change.
+            raise ConfigError(f"--set {text!r}: a report can only change explain.* settings")
     if not (run / "metrics.json").is_file() or not (run / "config.yaml").is_file():
         raise KdlensError(f"{run} is not a kdlens run folder (no metrics.json / config.yaml)")
     cfg = load_config(run / "config.yaml", overrides)
