@@ -1,10 +1,12 @@
 """What the explanations cost: each part of ``kdlens report`` on a finished run, wall and CPU seconds.
 
-    PYTHONPATH=src python benchmarks/explain_cost.py RUN_DIR [--repeats 3] [--run-cpu SECONDS]
+    PYTHONPATH=src python benchmarks/explain_cost.py RUN_DIR [--repeats 3] [--probe-epochs]
 
-RUN_DIR is a folder written by ``kdlens run`` (with its explanations). ``--run-cpu`` is the CPU
-time (user + sys) of that whole ``kdlens run`` process, to express the cost as a share of the run
-in CPU seconds too, which a busy shared machine distorts less than wall time.
+RUN_DIR is a folder written by ``kdlens run``. On a busy shared machine a run's own stage times and
+a later report's times are taken under different loads, so ``--probe-epochs`` also times one
+training epoch of the teacher, the scratch and the kd student *in this process, interleaved with
+the explanation passes*, and projects the run's training time as epochs x seconds per epoch; the
+share of explanations is then measured under the same conditions.
 Writes benchmarks/results/explain_cost.json.
 """
 
@@ -73,16 +75,67 @@ def one_pass(run: Path, scratch: Path) -> dict[str, dict[str, float]]:
     return parts
 
 
+def epoch_costs(run: Path, scratch: Path) -> dict[str, dict[str, float]]:
+    """Wall and CPU seconds of one training epoch of each model, exactly as ``kdlens run`` trains."""
+    from kdlens.checkpoints import load_weights
+    from kdlens.config import load_config
+    from kdlens.data import BatchLoader, is_augmenting
+    from kdlens.distill import Distiller, compute_logits, create_distiller
+    from kdlens.pipeline import EVAL_BATCH, _distill_kwargs, prepare
+    from kdlens.train import fit
+
+    cfg = load_config(run / "config.yaml")
+    ctx = prepare(cfg, scratch / "probe", overwrite=True)
+    out = {}
+    t_cfg = cfg.teacher.train.model_copy(update={"epochs": 1})
+    s_cfg = cfg.student.train.model_copy(update={"epochs": 1})
+    val = ctx.eval_loader("val")
+    d = Distiller(ctx.build(cfg.teacher))
+    _, w, p = _timed(fit, d, ctx.train_loader(t_cfg, 0), val, t_cfg)
+    out["teacher"] = {"wall": w, "cpu": p, "epochs": cfg.teacher.train.epochs}
+    d = Distiller(ctx.build(cfg.student))
+    _, w, p = _timed(fit, d, ctx.train_loader(s_cfg, 1), val, s_cfg)
+    out["scratch"] = {"wall": w, "cpu": p, "epochs": cfg.student.train.epochs}
+    teacher = load_weights(
+        ctx.build(cfg.teacher), run / "checkpoints" / "teacher.safetensors"
+    ).eval()
+    d = create_distiller(
+        cfg.distill.method, ctx.build(cfg.student), teacher, **_distill_kwargs(cfg)
+    )
+    w0, p0 = time.perf_counter(), time.process_time()
+    if cfg.distill.cache_teacher_logits and not is_augmenting(s_cfg.augment):
+        x, y = ctx.tensors("train")
+        d.set_teacher_cache(compute_logits(teacher, BatchLoader(x, y, ctx.normalizer, EVAL_BATCH)))
+    cache_w, cache_p = time.perf_counter() - w0, time.process_time() - p0
+    _, w, p = _timed(fit, d, ctx.train_loader(s_cfg, 1), val, s_cfg)
+    out["kd"] = {
+        "wall": w,
+        "cpu": p,
+        "epochs": cfg.student.train.epochs,
+        "cache": [cache_w, cache_p],
+    }
+    return out
+
+
+def projected_training(costs: dict[str, dict[str, float]], m: str) -> float:
+    total = sum(c[m] * c["epochs"] for c in costs.values())
+    return total + costs["kd"]["cache"][0 if m == "wall" else 1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--run-cpu", type=float, default=None)
+    ap.add_argument("--probe-epochs", action="store_true")
     ap.add_argument("--scratch", default="/tmp/kdlens-explain-bench")
     args = ap.parse_args()
     run, scratch = Path(args.run_dir), Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
-    passes = [one_pass(run, scratch) for _ in range(args.repeats)]
+    passes, probes = [], []
+    for _ in range(args.repeats):  # interleaved, so both see the same machine load
+        passes.append(one_pass(run, scratch))
+        if args.probe_epochs:
+            probes.append(epoch_costs(run, scratch))
     median = {
         k: {
             m: (statistics.median(p[k][m] for p in passes) if passes[0][k][m] is not None else None)
@@ -104,9 +157,17 @@ def main() -> None:
         "explain_total_median": {"wall": explain_wall, "cpu": explain_cpu},
         "run_timings": t,
         "in_run_share_of_rest_wall": in_run / (t["total"] - in_run),
-        "run_cpu": args.run_cpu,
-        "share_of_rest_cpu": explain_cpu / (args.run_cpu - explain_cpu) if args.run_cpu else None,
     }
+    if probes:
+        projected = {
+            m: statistics.median(projected_training(c, m) for c in probes) for m in ("wall", "cpu")
+        }
+        result["epoch_probes"] = probes
+        result["projected_training"] = projected
+        result["share_of_training"] = {
+            "wall": explain_wall / projected["wall"],
+            "cpu": explain_cpu / projected["cpu"],
+        }
     out = Path(__file__).parent / "results" / "explain_cost.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'part':<42}{'wall s':>9}{'cpu s':>9}")
