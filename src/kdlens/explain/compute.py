@@ -70,7 +70,11 @@ def _input_list(x: torch.Tensor) -> list:
 
 
 def _probs(inp: ExplainInputs, i: int) -> dict[str, list[float]]:
-    return {n: np.round(lg[i].softmax(-1).numpy(), 5).tolist() for n, lg in inp.test_logits.items()}
+    # Significant digits, not decimals: wrong-class probabilities of 1e-7 are the point.
+    return {
+        n: [float(f"{p:.4g}") for p in lg[i].double().softmax(-1).tolist()]
+        for n, lg in inp.test_logits.items()
+    }
 
 
 def dark_knowledge(inp: ExplainInputs, show: torch.Tensor) -> dict[str, Any]:

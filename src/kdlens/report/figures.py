@@ -126,7 +126,9 @@ def _prob_bars(ax, probs: dict[str, list[float]], labels: list[str]) -> None:
     width = 0.8 / max(1, len(probs))
     for j, (name, p) in enumerate(probs.items()):
         ax.bar(np.arange(k) + j * width - 0.4 + width / 2, p, width, label=safe_text(name))
-    ax.set_ylim(0, 1)
+    # Log scale: the wrong-class probabilities that carry dark knowledge span many decades.
+    ax.set_yscale("log")
+    ax.set_ylim(1e-6, 1.5)
     ax.set_xticks(range(k))
     ax.set_xticklabels([_short(s, 8) for s in labels], rotation=90 if k > 5 else 0, fontsize=6)
     ax.tick_params(axis="y", labelsize=6)

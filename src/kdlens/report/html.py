@@ -140,7 +140,10 @@ def render_html(
             "value but still below the dashed uniform line, or the targets carry no information."
         ),
         image(fig("entropy_vs_t"), "soft-target entropy against temperature"),
-        how("Each test example with every model's predicted probabilities (T = 1) side by side."),
+        how(
+            "Test examples with every model's probabilities at T = 1 on a log scale, so the tiny "
+            "wrong-class probabilities (the dark knowledge) are visible next to the top class."
+        ),
         image(fig("example_probabilities"), "example probabilities"),
         "<h2>Attributions: what each model looks at</h2>",
         how(
