@@ -1,6 +1,6 @@
 """What the explanations cost: each part of ``kdlens report`` on a finished run, wall and CPU seconds.
 
-    PYTHONPATH=src python benchmarks/explain_cost.py RUN_DIR [--repeats 3] [--probe-epochs]
+    PYTHONPATH=src python benchmarks/explain_cost.py RUN_DIR [--repeats 3] [--probe-epochs] [--threads 1]
 
 RUN_DIR is a folder written by ``kdlens run``. On a busy shared machine a run's own stage times and
 a later report's times are taken under different loads, so ``--probe-epochs`` also times one
@@ -127,8 +127,12 @@ def main() -> None:
     ap.add_argument("run_dir")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--probe-epochs", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--scratch", default="/tmp/kdlens-explain-bench")
     args = ap.parse_args()
+    if args.threads:
+        # One thread: CPU seconds then count work, not the spinning of threads waiting for a core.
+        torch.set_num_threads(args.threads)
     run, scratch = Path(args.run_dir), Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     passes, probes = [], []
@@ -168,7 +172,8 @@ def main() -> None:
             "wall": explain_wall / projected["wall"],
             "cpu": explain_cpu / projected["cpu"],
         }
-    out = Path(__file__).parent / "results" / "explain_cost.json"
+    suffix = f"_{args.threads}thread" if args.threads else ""
+    out = Path(__file__).parent / "results" / f"explain_cost{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'part':<42}{'wall s':>9}{'cpu s':>9}")
     for k, v in median.items():
