@@ -22,9 +22,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.out
         else Path("runs") / (Path(args.config).stem if args.config else "default")
     )
-    metrics = run(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    metrics = run(
+        config, out, overwrite=args.overwrite, progress=not args.quiet, tensorboard=args.tensorboard
+    )
     _print_summary(metrics)
     print(f"\nrun folder: {out}")
+    if (out / "report.html").is_file():
+        print(f"report: {out / 'report.html'}")
+    if args.tensorboard:
+        print(f"tensorboard: tensorboard --logdir {out / 'tb'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from kdlens.report import report_run
+
+    path = report_run(args.run_dir, args.set, compute=not args.render_only)
+    print(f"report: {path}")
     return 0
 
 
@@ -82,7 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--tensorboard", action="store_true", help="write TensorBoard event files to RUN_DIR/tb/"
+    )
     run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser(
+        "report", help="explain a run folder: explain.json, figures/*.png and report.html"
+    )
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `kdlens run`")
+    rep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an explain setting, e.g. --set explain.n_examples=200 (repeatable)",
+    )
+    rep.add_argument(
+        "--render-only",
+        action="store_true",
+        help="redraw figures and report.html from the saved explain.json",
+    )
+    rep.set_defaults(func=_cmd_report)
 
     lst = sub.add_parser("list", help="datasets, models and distillation methods")
     lst.set_defaults(func=_cmd_list)

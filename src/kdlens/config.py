@@ -77,6 +77,25 @@ class DistillConfig(_Strict):
     )
 
 
+class ExplainConfig(_Strict):
+    """What ``kdlens report`` computes: soft targets, attributions, faithfulness, disagreements."""
+
+    enabled: bool = Field(True, description="compute explanations and report.html after a run")
+    n_examples: int = Field(
+        100, gt=0, description="test examples for attribution agreement and faithfulness"
+    )
+    n_show: int = Field(4, ge=0, description="test examples drawn with probabilities and maps")
+    ig_steps: int = Field(32, gt=1, description="Integrated Gradients integration steps")
+    topk: float = Field(0.1, gt=0, le=1, description="share of features in the top-k% overlap")
+    deletion_steps: int = Field(20, gt=0, description="points on the deletion curve")
+    infidelity_samples: int = Field(10, gt=0, description="perturbations per example")
+    infidelity_noise: float = Field(
+        0.1, gt=0, description="std of perturbations (normalised units)"
+    )
+    max_temperature: int = Field(20, ge=1, description="entropy of soft targets for T = 1..this")
+    max_disagreements: int = Field(8, ge=0, description="kd-vs-teacher disagreements drawn")
+
+
 class RunConfig(_Strict):
     seed: int = 0
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -84,6 +103,7 @@ class RunConfig(_Strict):
     teacher: ModelSpec = Field(default_factory=_default_teacher)
     student: ModelSpec = Field(default_factory=_default_student)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
 
     @field_validator("device")
     @classmethod

@@ -10,7 +10,9 @@ import logging
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ from kdlens.distill import Distiller, compute_logits, create_distiller
 from kdlens.errors import KdlensError
 from kdlens.evaluate import classification_metrics
 from kdlens.models import count_parameters, create_model
+from kdlens.report import report_stage
+from kdlens.tracking import TensorBoardLogger
 from kdlens.train import TrainResult, fit
 from kdlens.utils import resolve_device, set_seed, write_json
 
@@ -57,6 +61,8 @@ class RunContext:
     train_results: dict[str, TrainResult] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # Called as on_epoch(model_name, epoch_record) after every training epoch (e.g. TensorBoard).
+    on_epoch: Callable[[str, dict[str, float]], Any] | None = None
 
     def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(getattr(self.split, part))
@@ -158,6 +164,7 @@ def _train_stage(
         cfg,
         desc=name,
         progress=ctx.progress,
+        on_epoch=partial(ctx.on_epoch, name) if ctx.on_epoch else None,
     )
     ctx.models[name] = distiller.student.eval()
     ctx.train_results[name] = result
@@ -269,16 +276,28 @@ def metrics_document(ctx: RunContext) -> dict[str, Any]:
 
 
 def run(
-    config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = False
+    config: RunConfig,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    progress: bool = False,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
-    """Run the whole experiment and write the run folder; returns the metrics written."""
+    """Run the whole experiment and write the run folder; returns the metrics written.
+
+    ``tensorboard=True`` also writes TensorBoard event files to ``<out_dir>/tb/<model>``.
+    """
     total = time.perf_counter()
     ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress)
     _start_folder(ctx, overwrite)
+    if tensorboard:
+        ctx.on_epoch = TensorBoardLogger(ctx.out_dir / "tb")
     train_teacher(ctx)
     train_students(ctx)
     evaluate_models(ctx)
     # Later stages go here, each reading and adding to ctx (models, ctx.metrics, ctx.timings).
+    report_stage(ctx)  # keep last: explains every model the stages above added
+    if tensorboard:
+        ctx.on_epoch.close()
     ctx.timings["total"] = time.perf_counter() - total
     metrics = metrics_document(ctx)
     write_json(ctx.out_dir / "metrics.json", metrics)

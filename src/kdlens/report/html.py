@@ -1,0 +1,263 @@
+"""One self-contained HTML page: inline CSS, images as base64 data URIs, no scripts, no fonts.
+
+Every piece of text that comes from the run (model and class names, config values) goes through
+:func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
+p.how{background:#f6f8fa;border-left:4px solid #4a7;padding:.5em .8em}
+img{max-width:100%;height:auto;display:block;margin:.6em 0}
+.muted{color:#777;font-size:.85em}
+"""
+
+SUMMARY_COLUMNS = [
+    ("accuracy", "accuracy"),
+    ("fidelity", "fidelity"),
+    ("kl_to_teacher", "KL to teacher"),
+    ("ece", "ECE"),
+    ("params", "params"),
+    ("train_seconds", "train s"),
+    ("dark_knowledge_distance", "dark-knowledge distance"),
+    ("attribution_agreement.spearman", "attr. Spearman"),
+    ("attribution_agreement.topk_overlap", "attr. top-k overlap"),
+    ("deletion_auc", "deletion AUC"),
+]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return escape(str(value))
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict):
+            return None
+        d = d.get(part)
+    return d
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """Header cells and the first cell of each row are text; other cells are formatted values."""
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr><td>"
+        + escape(str(r[0]))
+        + "</td>"
+        + "".join(f"<td>{_fmt(v)}</td>" for v in r[1:])
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def image(path: Path | None, alt: str) -> str:
+    if path is None or not Path(path).is_file():
+        return ""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def how(text: str) -> str:
+    return f'<p class="how">{escape(text)}</p>'
+
+
+def render_html(
+    metrics: dict[str, Any], explain: dict[str, Any], figures: dict[str, Path], title: str
+) -> str:
+    models = metrics.get("models", {})
+    dk, at, fa, dis = (
+        explain["dark_knowledge"],
+        explain["attributions"],
+        explain["faithfulness"],
+        explain["disagreements"],
+    )
+    t = explain["temperature"]
+    fig = figures.get
+    ds = metrics.get("dataset", {})
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f"<p class='muted'>dataset {escape(str(ds.get('name', '?')))}: "
+        f"{_fmt(ds.get('n_train'))} train / {_fmt(ds.get('n_val'))} val / {_fmt(ds.get('n_test'))} "
+        f"test examples, {_fmt(ds.get('num_classes'))} classes; distillation temperature {t:g}; "
+        f"kdlens {escape(str(metrics.get('kdlens_version', '?')))}</p>",
+        "<h2>Summary</h2>",
+        how(
+            "One row per model on the test split: fidelity and KL compare a model with the teacher, "
+            "a smaller dark-knowledge distance and higher attribution agreement mean a student took "
+            "more of the teacher's soft targets and evidence, and a lower deletion AUC means the "
+            "model's own attributions are more faithful."
+        ),
+        table(
+            ["model"] + [c[1] for c in SUMMARY_COLUMNS],
+            [[n] + [_get(m, key) for key, _ in SUMMARY_COLUMNS] for n, m in models.items()],
+        ),
+        _gap_sentence(metrics),
+        "<h2>Dark knowledge: the teacher's soft targets</h2>",
+        how(
+            "Row j shows how the teacher spreads probability over classes for test examples of "
+            "class j; bright off-diagonal cells are classes the teacher finds alike, which is "
+            "what a distilled student can learn and a student trained on hard labels cannot."
+        ),
+        image(fig("similarity_t1"), "teacher class similarity at T=1"),
+        _similar_pairs(explain),
+        image(fig("similarity_tdistill"), f"teacher class similarity at T={t}"),
+        how(
+            "The same matrix for every model at T = 1 (classes in the teacher's order); the "
+            "distance is " + dk["distance_definition"] + ", so 0 means the same dark knowledge."
+        ),
+        image(fig("similarity_models"), "class similarity per model"),
+        table(
+            ["model", "distance at T=1", f"distance at T={t:g}"],
+            [[n, d.get("1"), d.get("distill")] for n, d in dk["distance"].items()],
+        ),
+        how(
+            "Higher T spreads the soft targets: pick a T where the entropy is well above its T=1 "
+            "value but still below the dashed uniform line, or the targets carry no information."
+        ),
+        image(fig("entropy_vs_t"), "soft-target entropy against temperature"),
+        how(
+            "Test examples with every model's probabilities at T = 1 on a log scale, so the tiny "
+            "wrong-class probabilities (the dark knowledge) are visible next to the top class."
+        ),
+        image(fig("example_probabilities"), "example probabilities"),
+        "<h2>Attributions: what each model looks at</h2>",
+        how(
+            "Each column is one model's attribution for the teacher's predicted class (IG: red "
+            "for, blue against; saliency and Grad-CAM: brighter matters more); similar maps mean "
+            "the student decides from the same evidence as the teacher."
+        ),
+        image(fig("attributions"), "attribution maps"),
+        how(
+            f"Agreement of each model's Integrated Gradients with the teacher's over "
+            f"{at['n_examples']} test examples: Spearman and cosine near 1 mean the same ranking "
+            f"and direction, near 0 unrelated; top-{100 * at['topk']:g}% overlap is the share of "
+            f"the teacher's most important features the model shares (chance {at['topk']:g})."
+        ),
+        image(fig("agreement"), "attribution agreement"),
+        table(
+            ["model", "Spearman", "cosine", "top-k overlap"],
+            [
+                [n, a["spearman"], a["cosine"], a["topk_overlap"]]
+                for n, a in at["agreement"].items()
+            ],
+        ),
+        _skipped(at["skipped"]),
+        "<h2>Faithfulness: do the attributions explain the model?</h2>",
+        how(
+            "Accuracy falls as the most-attributed input features are removed; a faithful "
+            "explanation makes it fall faster than random removal (dotted), so lower deletion AUC "
+            "is better; lower infidelity means the attributions predict the effect of small noise better "
+            "(it is in squared logit units, so compare models with similar logit scales)."
+        ),
+        image(fig("deletion"), "deletion curves"),
+        table(
+            ["model", "deletion AUC", "random-order AUC", "infidelity"],
+            [
+                [n, f["deletion_auc"], f["deletion_auc_random"], f["infidelity"]]
+                for n, f in fa.items()
+            ],
+        ),
+        "<h2>Disagreements</h2>",
+        how(
+            "Rows are true classes and columns predictions (colour on a log scale): off-diagonal "
+            "cells are mistakes, and a student whose mistakes sit where the teacher's do has "
+            "learned the teacher's confusions."
+        ),
+        image(fig("confusion"), "confusion matrices"),
+        table(
+            ["student", "test examples where it disagrees with the teacher"],
+            [[n, c] for n, c in dis["counts"].items()],
+        ),
+        _per_class_accuracy(explain),
+        _disagreement_block(dis, fig("disagreements")),
+        "<h2>Timings</h2>",
+        how("Seconds per stage of the run and of these explanations."),
+        table(
+            ["stage", "seconds"],
+            [
+                [k, v]
+                for k, v in {**metrics.get("timings", {}), **explain.get("timings", {})}.items()
+            ],
+        ),
+        "</body></html>",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def _gap_sentence(metrics: dict[str, Any]) -> str:
+    gap = metrics.get("summary", {}).get("gap_closed")
+    if gap is None:
+        return ""
+    return f"<p>Distillation closed {100 * gap:.0f}% of the teacher–scratch accuracy gap.</p>"
+
+
+def _similar_pairs(explain: dict[str, Any], n: int = 5) -> str:
+    """The class pairs the teacher confuses most at T=1, in words."""
+    names = explain["dataset"]["class_names"]
+    m = np.asarray(explain["dark_knowledge"]["matrices"]["1"]["teacher"], dtype=float)
+    s = np.nan_to_num((m + m.T) / 2)
+    np.fill_diagonal(s, -1.0)
+    iu = np.triu_indices(len(s), 1)
+    top = np.argsort(-s[iu], kind="stable")[:n]
+    rows = [[f"{names[iu[0][t]]} ↔ {names[iu[1][t]]}", float(s[iu][t])] for t in top]
+    return (
+        "<p>Classes the teacher finds most alike (mean mutual probability at T = 1):</p>"
+        + table(["class pair", "probability"], rows)
+    )
+
+
+def _per_class_accuracy(explain: dict[str, Any]) -> str:
+    conf = explain["disagreements"]["confusion"]
+    names = explain["dataset"]["class_names"]
+    acc = {}
+    for model, c in conf.items():
+        c = np.asarray(c, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc[model] = np.diag(c) / c.sum(1)
+    rows = [
+        [name] + [None if np.isnan(acc[m][i]) else float(acc[m][i]) for m in conf]
+        for i, name in enumerate(names)
+    ]
+    return "<p>Accuracy per true class:</p>" + table(["class", *conf], rows)
+
+
+def _skipped(skipped: dict[str, str]) -> str:
+    if not skipped:
+        return ""
+    items = "".join(f"<li>{escape(n)}: {escape(r)}</li>" for n, r in skipped.items())
+    return f"<p class='muted'>No attributions for:</p><ul class='muted'>{items}</ul>"
+
+
+def _disagreement_block(dis: dict[str, Any], path: Path | None) -> str:
+    if not dis["pair"]:
+        return ""
+    a, b = dis["pair"]
+    return how(
+        f"Test examples where {a} and {b} predict different classes (most confident teacher "
+        f"first), with both models' probabilities."
+    ) + image(path, "disagreements")

@@ -1,0 +1,210 @@
+"""The report: built from a smoke run, self-contained, escaped; and TensorBoard logging."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from kdlens.cli import main
+from kdlens.report import render_report
+from tests.conftest import SMOKE
+from tests.test_explain import _inputs
+
+IMG = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+
+
+def _images(page: str) -> list[np.ndarray]:
+    return [
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(b))).convert("L"))
+        for b in IMG.findall(page)
+    ]
+
+
+def _self_contained(page: str) -> None:
+    assert "<script" not in page.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", page)
+    assert "@import" not in page and "@font-face" not in page and "url(" not in page
+
+
+def test_smoke_run_writes_report_and_metrics_keys(smoke_run):
+    out, metrics = smoke_run
+    page = (out / "report.html").read_text()
+    _self_contained(page)
+    assert page.index("<h2>Summary</h2>") < page.index("Dark knowledge")
+    images = _images(page)
+    assert len(images) == len(list((out / "figures").glob("*.png"))) >= 8
+    for img in images:  # decodes, has pixels, and is not a blank canvas
+        assert img.size > 0 and img.std() > 1
+    for name in ("scratch", "kd"):
+        m = metrics["models"][name]
+        assert set(m["attribution_agreement"]) == {"spearman", "cosine", "topk_overlap"}
+        assert 0 <= m["attribution_agreement"]["topk_overlap"] <= 1
+        assert 0 <= m["dark_knowledge_distance"] <= 1 and 0 <= m["deletion_auc"] <= 1
+    explain = json.loads((out / "explain.json").read_text())
+    assert explain["attributions"]["n_examples"] == 32  # smoke.yaml keeps it small
+    assert len(explain["dark_knowledge"]["entropy"]["teacher"]) == 20
+    assert {"explain", "report"} <= set(metrics["timings"])
+
+
+def test_report_command_on_a_folder_with_extra_models(smoke_run, tmp_path, capsys):
+    """Models added by other stages: torch ones if rebuildable, others from saved logits."""
+    src, _ = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    for name in ("explain.json", "report.html"):
+        (run / name).unlink()
+    shutil.rmtree(run / "figures")
+    metrics = json.loads((run / "metrics.json").read_text())
+    logits = load_file(str(run / "test_logits.safetensors"))
+    # "tree" has predictions but no torch model; "ghost" has neither; "kd2" is a student copy.
+    logits["tree"] = logits["kd"] + 0.5 * torch.randn_like(logits["kd"])
+    save_file(logits, str(run / "test_logits.safetensors"))
+    shutil.copy(run / "checkpoints" / "kd.safetensors", run / "checkpoints" / "kd2.safetensors")
+    for name in ("tree", "ghost", "kd2"):
+        metrics["models"][name] = {"accuracy": 0.5, "params": 1}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+    start = time.perf_counter()
+    assert main(["report", str(run), "--set", "explain.n_examples=16"]) == 0
+    assert time.perf_counter() - start < 120  # seconds, even on a busy 2-core machine
+    assert "report.html" in capsys.readouterr().out
+    explain = json.loads((run / "explain.json").read_text())
+    assert explain["attributions"]["n_examples"] == 16
+    assert set(explain["torch_models"]) == {"teacher", "scratch", "kd", "kd2"}
+    assert set(explain["models"]) == {"teacher", "scratch", "kd", "kd2", "tree"}
+    assert explain["attributions"]["agreement"]["kd2"] == explain["attributions"]["agreement"]["kd"]
+    updated = json.loads((run / "metrics.json").read_text())["models"]
+    assert "dark_knowledge_distance" in updated["tree"] and "deletion_auc" not in updated["tree"]
+    assert updated["ghost"] == {"accuracy": 0.5, "params": 1}
+    page = (run / "report.html").read_text()
+    assert "ghost" in page and "tree" in page
+    _self_contained(page)
+    # Redraw from saved JSON only.
+    (run / "report.html").unlink()
+    assert main(["report", str(run), "--render-only"]) == 0 and (run / "report.html").is_file()
+
+
+def test_report_command_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path), "--set", "data.name=wine"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("kdlens: error:") == 3 and "Traceback" not in err
+    assert "only change explain.*" in err
+
+
+def _evil_report(tmp_path):
+    from kdlens.explain import compute_explanations
+
+    evil = "<script>alert(1)</script>"
+    inp = _inputs(7, class_names=[evil, "b&c", "$x$"])
+    inp.test_logits = {"teacher": inp.test_logits["teacher"], "kd": inp.test_logits["kd"]}
+    explain = compute_explanations(inp)
+    metrics = {
+        "dataset": {"name": "<i>data</i>"},
+        "models": {"teacher": {"accuracy": 1.0}, "kd": {}},
+    }
+    return render_report(tmp_path, explain, metrics), evil
+
+
+def test_class_names_and_user_text_are_escaped(tmp_path):
+    path, evil = _evil_report(tmp_path)
+    page = path.read_text()
+    assert evil not in page and "<i>data</i>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "b&amp;c" in page
+    _self_contained(page)
+    assert all(img.size > 0 for img in _images(page))
+
+
+CHROMIUM = next(
+    (
+        b
+        for b in ("chromium", "chromium-browser", "google-chrome", "chrome", "headless_shell")
+        if shutil.which(b)
+    ),
+    None,
+)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not on PATH")
+def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
+    path, _ = _evil_report(tmp_path)
+    result = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            path.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "<h2>Summary</h2>" in result.stdout
+    console = [ln for ln in result.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+    assert not console, console
+
+
+def test_run_with_tensorboard_writes_one_event_run_per_model(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    args = ["run", "--config", str(SMOKE), "--out", str(out), "--quiet", "--tensorboard"]
+    assert main([*args, "--set", "explain.enabled=false"]) == 0
+    assert not (out / "report.html").exists()
+    for model in ("teacher", "scratch", "kd"):
+        acc = EventAccumulator(str(out / "tb" / model))
+        acc.Reload()
+        tags = set(acc.Tags()["scalars"])
+        assert {"loss/loss", "accuracy/train_accuracy", "accuracy/val_accuracy", "lr"} <= tags
+        assert [e.step for e in acc.Scalars("lr")] == [1, 2]  # smoke: 2 epochs
+    assert "loss/kd" in set(EventAccumulator(str(out / "tb" / "kd")).Reload().Tags()["scalars"])
+
+
+def test_tabular_run_reports_bars_and_no_grad_cam(tmp_path):
+    from kdlens.config import ExplainConfig
+    from kdlens.data import Normalizer
+    from kdlens.explain import ExplainInputs, compute_explanations
+    from kdlens.models import create_model
+
+    torch.manual_seed(0)
+    x, y = torch.randn(50, 6), torch.randint(0, 3, (50,))
+    models = {n: create_model("mlp", (6,), 3, hidden=[8]).eval() for n in ("teacher", "kd")}
+    with torch.no_grad():
+        logits = {n: m(x) for n, m in models.items()}
+    inp = ExplainInputs(
+        x=x,
+        y=y,
+        normalizer=Normalizer(torch.zeros(6), torch.ones(6)),
+        kind="tabular",
+        class_names=["a", "b", "c"],
+        feature_names=[f"<f{i}>" for i in range(6)],
+        temperature=2.0,
+        config=ExplainConfig(
+            n_examples=20, n_show=2, ig_steps=4, deletion_steps=3, infidelity_samples=2
+        ),
+        test_logits=logits,
+        models=models,
+    )
+    explain = compute_explanations(inp)
+    assert "grad_cam" not in explain["attributions"]["maps"]["teacher"]
+    assert len(explain["attributions"]["maps"]["kd"]["saliency"][0]) == 6  # one value per feature
+    page = render_report(tmp_path, explain, {"models": {"teacher": {}, "kd": {}}}).read_text()
+    assert len(_images(page)) >= 8 and "<f0>" not in page
