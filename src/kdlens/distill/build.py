@@ -38,7 +38,9 @@ def check_options(config: DistillConfig) -> None:
         for name, value in options.items():
             where = f"distill.options.{method}"
             if name not in known or name in ("temperature", "alpha", "example_weighting"):
-                choices = [k for k in known if k not in ("temperature", "alpha", "example_weighting")]
+                choices = [
+                    k for k in known if k not in ("temperature", "alpha", "example_weighting")
+                ]
                 raise ConfigError(
                     f"{where}: unknown option {name!r} (known: {', '.join(choices) or 'none'})"
                 )

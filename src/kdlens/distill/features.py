@@ -59,9 +59,10 @@ class FeatureDistiller(KDDistiller):
         x = torch.zeros(2, *input_shape, device=next(self.student.parameters()).device)
         was = self.student.training
         self.student.eval()
-        with capture(self.teacher, self.teacher_layers) as t, capture(
-            self.student, self.student_layers
-        ) as s:
+        with (
+            capture(self.teacher, self.teacher_layers) as t,
+            capture(self.student, self.student_layers) as s,
+        ):
             self.teacher(x)
             self.student(x)
         self.student.train(was)

@@ -31,7 +31,9 @@ def make_regressor(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...
             f"the teacher layer {teacher_shape}; pick a teacher feature map (C, H, W)"
         )
     # A vector student (e.g. an MLP) regresses the flattened teacher feature.
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(student_shape), math.prod(teacher_shape)))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(math.prod(student_shape), math.prod(teacher_shape))
+    )
 
 
 @register_distiller("fitnets")

@@ -70,7 +70,13 @@ def omitted_class_stage(ctx: RunContext) -> None:
         return
     val_loader, test_loader = ctx.eval_loader("val"), ctx.eval_loader("test")
     report: dict[str, Any] = {"classes": classes, "models": {}}
-    for name in ("teacher", "scratch", "kd"):
+    if "teacher" in ctx.test_logits:  # a reference: the teacher did see the omitted classes
+        logits = ctx.test_logits["teacher"]
+        report["models"]["teacher"] = {
+            "omitted_recall": class_recall(logits, test_loader.y, classes),
+            "accuracy": accuracy(logits, test_loader.y),
+        }
+    for name in ("scratch", "kd"):
         if name not in ctx.models:
             continue
         val_logits = compute_logits(ctx.models[name], val_loader)

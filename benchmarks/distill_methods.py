@@ -1,0 +1,151 @@
+"""Issue 6 benchmark: distillation methods, the omitted class and adaptive alpha on mnist5k.
+
+Per seed: one teacher and one scratch student, then one distilled student per variant, all with
+the pipeline's own functions (the same initialisation and batch order as ``kdlens run``), so the
+variants differ only in how they distill. Results go to benchmarks/results/distill_methods.json
+after every student, and a rerun skips what is already there.
+
+    PYTHONPATH=src python benchmarks/distill_methods.py [--seeds 3] [--out runs/bench_issue6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from kdlens.config import load_config
+from kdlens.data import BatchLoader, is_augmenting
+from kdlens.distill import Distiller, build_distiller, compute_logits
+from kdlens.distill.transfer import student_tensors
+from kdlens.evaluate import classification_metrics
+from kdlens.evaluate.omitted import omitted_class_report
+from kdlens.pipeline import EVAL_BATCH, prepare, train_teacher
+from kdlens.train import fit
+from kdlens.utils import set_seed, write_json
+
+ROOT = Path(__file__).resolve().parent
+CONFIG = ROOT / "configs" / "mnist5k_methods.yaml"
+RESULTS = ROOT / "results" / "distill_methods.json"
+
+VARIANTS: dict[str, list[str]] = {
+    "kd": ["distill.method=kd"],
+    "fitnets": ["distill.method=fitnets"],
+    "at": ["distill.method=at"],
+    "dkd": ["distill.method=dkd"],
+    "rkd": ["distill.method=rkd"],
+    # adaptive weighting, all KD with alpha starting at 0.1
+    "kd_alpha_linear": ["distill.alpha_schedule={kind: linear, end: 0.5}"],
+    "kd_alpha_cosine": ["distill.alpha_schedule={kind: cosine, end: 0.5}"],
+    "kd_confidence": ["distill.example_weighting=confidence"],
+    # the omitted-class experiment: no 3s in the transfer set
+    "kd_omit3": ["distill.exclude_classes=[3]"],
+    "scratch_omit3": ["distill.exclude_classes=[3]"],
+}
+
+
+def _student(ctx, name: str, overrides: list[str], seed: int) -> dict:
+    config = load_config(CONFIG, [f"seed={seed}", *overrides])
+    ctx.config = config
+    cfg, student_seed = config.student.train, seed + 1
+    data = student_tensors(ctx)
+    set_seed(student_seed)
+    student = ctx.build(config.student)
+    if name.startswith("scratch"):
+        distiller = Distiller(student)
+    else:
+        distiller = build_distiller(
+            config.distill, student, ctx.models["teacher"], ctx.dataset.input_shape
+        )
+        if config.distill.cache_teacher_logits and not is_augmenting(cfg.augment):
+            loader = BatchLoader(*data, ctx.normalizer, EVAL_BATCH, device=ctx.device)
+            distiller.set_teacher_cache(compute_logits(ctx.models["teacher"], loader))
+    start = time.perf_counter()
+    fit(distiller, ctx.train_loader(cfg, student_seed, data), ctx.eval_loader("val"), cfg)
+    seconds = time.perf_counter() - start
+    test = ctx.eval_loader("test")
+    logits = compute_logits(distiller.student, test)
+    teacher_logits = compute_logits(ctx.models["teacher"], test)
+    out = classification_metrics(logits, test.y, teacher_logits)
+    out["train_seconds"] = seconds
+    if config.distill.exclude_classes:
+        val = ctx.eval_loader("val")
+        out["omitted"] = omitted_class_report(
+            logits,
+            test.y,
+            compute_logits(distiller.student, val),
+            val.y,
+            config.distill.exclude_classes,
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", default="runs/bench_issue6")
+    parser.add_argument("--only", nargs="*", help="variants to run (default: all)")
+    args = parser.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
+    results["config"] = str(CONFIG.relative_to(ROOT.parent))
+    results["variants"] = VARIANTS
+    variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
+    for seed in range(args.seeds):
+        runs = results["runs"].setdefault(str(seed), {})
+        todo = [n for n in ["teacher", "scratch", *variants] if n not in runs]
+        if not todo:
+            continue
+        ctx = prepare(load_config(CONFIG, [f"seed={seed}"]), Path(args.out) / f"seed{seed}", True)
+        (ctx.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        set_seed(seed)
+        train_teacher(ctx)
+        test = ctx.eval_loader("test")
+        runs["teacher"] = classification_metrics(
+            compute_logits(ctx.models["teacher"], test), test.y
+        )
+        for name in ["scratch", *variants]:
+            if name in runs:
+                continue
+            runs[name] = _student(ctx, name, [] if name == "scratch" else variants[name], seed)
+            print(f"seed {seed} {name}: {runs[name]['accuracy']:.4f}", flush=True)
+            results["summary"] = summarize(results["runs"])
+            write_json(RESULTS, results)
+    results["summary"] = summarize(results["runs"])
+    results["torch_threads"] = torch.get_num_threads()
+    write_json(RESULTS, results)
+
+
+def summarize(runs: dict) -> dict:
+    """Mean and sample std over seeds of every numeric metric of every variant."""
+    names = dict.fromkeys(n for seed in runs.values() for n in seed)
+    out = {}
+    for name in names:
+        per_seed = [seed[name] for seed in runs.values() if name in seed]
+        flat = [_flatten(m) for m in per_seed]
+        keys = [k for k in flat[0] if all(k in f and f[k] is not None for f in flat)]
+        out[name] = {"seeds": len(flat)}
+        for k in keys:
+            values = [f[k] for f in flat]
+            out[name][k] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            }
+    return out
+
+
+def _flatten(m: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in m.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)):
+            flat[prefix + k] = v
+    return flat
+
+
+if __name__ == "__main__":
+    main()
