@@ -3,9 +3,11 @@
 Per seed: one teacher and one scratch student, then one distilled student per variant, all with
 the pipeline's own functions (the same initialisation and batch order as ``kdlens run``), so the
 variants differ only in how they distill. Results go to benchmarks/results/distill_methods.json
-after every student, and a rerun skips what is already there.
+after every student (one file per seed, merged by ``--summarize``), and a rerun skips what is
+already there, reusing the seed's teacher checkpoint. Seeds may run in parallel processes:
 
-    PYTHONPATH=src python benchmarks/distill_methods.py [--seeds 3] [--out runs/bench_issue6]
+    for s in 0 1 2; do PYTHONPATH=src python benchmarks/distill_methods.py --seed $s & done; wait
+    PYTHONPATH=src python benchmarks/distill_methods.py --summarize
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from kdlens.utils import set_seed, write_json
 ROOT = Path(__file__).resolve().parent
 CONFIG = ROOT / "configs" / "mnist5k_methods.yaml"
 RESULTS = ROOT / "results" / "distill_methods.json"
+
+
+def seed_file(seed: int) -> Path:
+    return ROOT / "results" / f"distill_methods_seed{seed}.json"
+
 
 VARIANTS: dict[str, list[str]] = {
     "kd": ["distill.method=kd"],
@@ -86,37 +93,49 @@ def _student(ctx, name: str, overrides: list[str], seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed", type=int, help="run this seed")
+    parser.add_argument("--summarize", action="store_true", help="merge the seeds' files")
     parser.add_argument("--out", default="runs/bench_issue6")
-    parser.add_argument("--only", nargs="*", help="variants to run (default: all)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     args = parser.parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
-    results["config"] = str(CONFIG.relative_to(ROOT.parent))
-    results["variants"] = VARIANTS
-    variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
-    for seed in range(args.seeds):
-        runs = results["runs"].setdefault(str(seed), {})
-        todo = [n for n in ["teacher", "scratch", *variants] if n not in runs]
-        if not todo:
-            continue
-        ctx = prepare(load_config(CONFIG, [f"seed={seed}"]), Path(args.out) / f"seed{seed}", True)
-        (ctx.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        set_seed(seed)
-        train_teacher(ctx)
-        test = ctx.eval_loader("test")
-        runs["teacher"] = classification_metrics(
-            compute_logits(ctx.models["teacher"], test), test.y
+    if args.seed is not None:
+        torch.set_num_threads(args.threads)
+        run_seed(args.seed, Path(args.out))
+    if args.summarize:
+        files = sorted((ROOT / "results").glob("distill_methods_seed*.json"))
+        runs = {f.stem.rsplit("seed", 1)[1]: json.loads(f.read_text()) for f in files}
+        write_json(
+            RESULTS,
+            {
+                "config": str(CONFIG.relative_to(ROOT.parent)),
+                "variants": VARIANTS,
+                "summary": summarize(runs),
+                "runs": runs,
+            },
         )
-        for name in ["scratch", *variants]:
-            if name in runs:
-                continue
-            runs[name] = _student(ctx, name, [] if name == "scratch" else variants[name], seed)
-            print(f"seed {seed} {name}: {runs[name]['accuracy']:.4f}", flush=True)
-            results["summary"] = summarize(results["runs"])
-            write_json(RESULTS, results)
-    results["summary"] = summarize(results["runs"])
-    results["torch_threads"] = torch.get_num_threads()
-    write_json(RESULTS, results)
+
+
+def run_seed(seed: int, out: Path) -> None:
+    path = seed_file(seed)
+    runs = json.loads(path.read_text()) if path.is_file() else {}
+    if all(n in runs for n in ["teacher", "scratch", *VARIANTS]):
+        return
+    folder = out / f"seed{seed}"
+    checkpoint = folder / "checkpoints" / "teacher.safetensors"
+    reuse = [f"teacher.checkpoint={checkpoint}"] if checkpoint.is_file() else []
+    ctx = prepare(load_config(CONFIG, [f"seed={seed}", *reuse]), folder, True)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    set_seed(seed)
+    train_teacher(ctx)  # saves the checkpoint, or re-saves the loaded one
+    test = ctx.eval_loader("test")
+    runs["teacher"] = classification_metrics(compute_logits(ctx.models["teacher"], test), test.y)
+    for name in ["scratch", *VARIANTS]:
+        if name in runs:
+            continue
+        runs[name] = _student(ctx, name, [] if name == "scratch" else VARIANTS[name], seed)
+        runs[name]["torch_threads"] = torch.get_num_threads()
+        print(f"seed {seed} {name}: {runs[name]['accuracy']:.4f}", flush=True)
+        write_json(path, runs)
 
 
 def summarize(runs: dict) -> dict:

@@ -44,7 +44,10 @@ class ATDistiller(FeatureDistiller):
             example_weighting,
         )  # fmt: skip
         s_shapes, t_shapes = self.probe_shapes(input_shape)
-        for name, shape in [*zip(student_layers, s_shapes), *zip(teacher_layers, t_shapes)]:
+        for name, shape in [
+            *zip(student_layers, s_shapes, strict=True),
+            *zip(teacher_layers, t_shapes, strict=True),
+        ]:
             if len(shape) != 3:
                 raise ConfigError(
                     f"distill.options.at: layer {name!r} gives shape {shape}, not a feature map "
@@ -58,7 +61,9 @@ class ATDistiller(FeatureDistiller):
         parts = self.logit_loss_parts(logits, teacher_logits, batch)
         parts["at"] = (
             self.weight
-            * sum(attention_transfer_loss(s, t, self.p) for s, t in zip(s_feats, t_feats))
+            * sum(
+                attention_transfer_loss(s, t, self.p) for s, t in zip(s_feats, t_feats, strict=True)
+            )
             / len(s_feats)
         )
         return loss_dict(parts, logits)
