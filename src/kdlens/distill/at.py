@@ -34,6 +34,9 @@ class ATDistiller(FeatureDistiller):
         alpha: float = 0.1,
         example_weighting: str = "none",
     ):
+        # One layer may be given as a plain name rather than a list of one.
+        teacher_layers = [teacher_layers] if isinstance(teacher_layers, str) else teacher_layers
+        student_layers = [student_layers] if isinstance(student_layers, str) else student_layers
         if not teacher_layers or not student_layers or len(teacher_layers) != len(student_layers):
             raise ConfigError(
                 "distill.options.at: give teacher_layers and student_layers, two lists of conv "
