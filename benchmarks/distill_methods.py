@@ -8,6 +8,7 @@ already there, reusing the seed's teacher checkpoint. Seeds may run in parallel 
 
     for s in 0 1 2; do PYTHONPATH=src python benchmarks/distill_methods.py --seed $s & done; wait
     PYTHONPATH=src python benchmarks/distill_methods.py --summarize
+    (add --config benchmarks/configs/<other>.yaml to both for another setting)
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from kdlens.utils import set_seed, write_json
 
 ROOT = Path(__file__).resolve().parent
 CONFIG = ROOT / "configs" / "mnist5k_methods.yaml"
-RESULTS = ROOT / "results" / "distill_methods.json"
 
 
-def seed_file(seed: int) -> Path:
-    return ROOT / "results" / f"distill_methods_seed{seed}.json"
+def results_file(config: Path, seed: int | None = None) -> Path:
+    """results/distill_methods[_<config>][_seed<s>].json; the default config has no infix."""
+    infix = "" if config == CONFIG else f"_{config.stem}"
+    suffix = "" if seed is None else f"_seed{seed}"
+    return ROOT / "results" / f"distill_methods{infix}{suffix}.json"
 
 
 VARIANTS: dict[str, list[str]] = {
@@ -55,7 +58,7 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def _student(ctx, name: str, overrides: list[str], seed: int) -> dict:
-    config = load_config(CONFIG, [f"seed={seed}", *overrides])
+    config = load_config(ctx.bench_config, [f"seed={seed}", *overrides])
     ctx.config = config
     cfg, student_seed = config.student.train, seed + 1
     data = student_tensors(ctx)
@@ -96,17 +99,19 @@ def main() -> None:
     parser.add_argument("--summarize", action="store_true", help="merge the seeds' files")
     parser.add_argument("--out", default="runs/bench_issue6")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--config", type=Path, default=CONFIG)
     args = parser.parse_args()
+    config = args.config.resolve()
     if args.seed is not None:
         torch.set_num_threads(args.threads)
-        run_seed(args.seed, Path(args.out))
+        run_seed(config, args.seed, Path(args.out) / config.stem)
     if args.summarize:
-        files = sorted((ROOT / "results").glob("distill_methods_seed*.json"))
+        files = sorted(results_file(config).parent.glob(results_file(config, 0).name[:-6] + "*"))
         runs = {f.stem.rsplit("seed", 1)[1]: json.loads(f.read_text()) for f in files}
         write_json(
-            RESULTS,
+            results_file(config),
             {
-                "config": str(CONFIG.relative_to(ROOT.parent)),
+                "config": str(config.relative_to(ROOT.parent)),
                 "variants": VARIANTS,
                 "summary": summarize(runs),
                 "runs": runs,
@@ -114,15 +119,16 @@ def main() -> None:
         )
 
 
-def run_seed(seed: int, out: Path) -> None:
-    path = seed_file(seed)
+def run_seed(config_path: Path, seed: int, out: Path) -> None:
+    path = results_file(config_path, seed)
     runs = json.loads(path.read_text()) if path.is_file() else {}
     if all(n in runs for n in ["teacher", "scratch", *VARIANTS]):
         return
     folder = out / f"seed{seed}"
     checkpoint = folder / "checkpoints" / "teacher.safetensors"
     reuse = [f"teacher.checkpoint={checkpoint}"] if checkpoint.is_file() else []
-    ctx = prepare(load_config(CONFIG, [f"seed={seed}", *reuse]), folder, True)
+    ctx = prepare(load_config(config_path, [f"seed={seed}", *reuse]), folder, True)
+    ctx.bench_config = config_path
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     train_teacher(ctx)  # saves the checkpoint, or re-saves the loaded one
