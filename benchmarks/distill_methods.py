@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_issue6")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--table", action="store_true", help="print the summary as Markdown")
     args = parser.parse_args()
     config = args.config.resolve()
     if args.seed is not None:
@@ -117,6 +118,33 @@ def main() -> None:
                 "runs": runs,
             },
         )
+    if args.table:
+        print(table(json.loads(results_file(config).read_text())["summary"]))
+
+
+def table(summary: dict) -> str:
+    """Markdown rows: accuracy and fidelity (and the omitted-class numbers) per variant, in %."""
+
+    def cell(m: dict, key: str) -> str:
+        if key not in m:
+            return "–"
+        return f"{100 * m[key]['mean']:.1f} ± {100 * m[key]['std']:.1f}"
+
+    lines = [
+        "| variant | seeds | test accuracy % | fidelity % | omitted-class recall % (before → after bias) | accuracy after bias % |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in summary.items():
+        omitted = (
+            f"{cell(m, 'omitted.omitted_recall')} → {cell(m, 'omitted.omitted_recall_corrected')}"
+            if "omitted.omitted_recall" in m
+            else "–"
+        )
+        lines.append(
+            f"| {name} | {m['seeds']} | {cell(m, 'accuracy')} | {cell(m, 'fidelity')} | {omitted} "
+            f"| {cell(m, 'omitted.accuracy_corrected')} |"
+        )
+    return "\n".join(lines)
 
 
 def run_seed(config_path: Path, seed: int, out: Path) -> None:
