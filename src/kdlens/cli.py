@@ -59,6 +59,29 @@ def _print_summary(metrics: dict) -> None:
     print("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["timings"].items()))
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from kdlens.sweep import parse_grid, run_sweep
+    from kdlens.sweep.runner import csv_rows
+
+    document = run_sweep(
+        args.config,
+        parse_grid(args.grid),
+        args.seeds,
+        args.out,
+        overrides=args.set,
+        progress=not args.quiet,
+    )
+    keys = list(document["grid"])
+    print("\n" + "".join(f"{k:>24}" for k in keys) + f"{'accuracy':>20}{'fidelity':>20}")
+    for row in csv_rows(document):
+        cells = "".join(f"{str(row[k]):>24}" for k in keys)
+        for metric in ("accuracy", "fidelity"):
+            cells += f"{row[metric + '_mean']:>13.4f} ± {row[metric + '_std']:.4f}"
+        print(cells)
+    print(f"\nsweep folder: {args.out} (sweep.json, sweep.csv, sweep.png)")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from kdlens.data import DATASETS
     from kdlens.distill import DISTILLERS
@@ -118,6 +141,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="redraw figures and report.html from the saved explain.json",
     )
     rep.set_defaults(func=_cmd_report)
+
+    sweep = sub.add_parser(
+        "sweep", help="run a grid of overrides over seeds, one teacher per seed; resumable"
+    )
+    sweep.add_argument("config", help="YAML config every cell starts from")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        required=True,
+        metavar="KEY=V1,V2",
+        help="a swept field and its values, e.g. --grid distill.method=kd,dkd (repeatable)",
+    )
+    sweep.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
+    sweep.add_argument("--out", required=True, help="sweep folder; rerun to resume")
+    sweep.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override"
+    )
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.set_defaults(func=_cmd_sweep)
 
     lst = sub.add_parser("list", help="datasets, models and distillation methods")
     lst.set_defaults(func=_cmd_list)

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kdlens.errors import ConfigError
 
@@ -68,6 +75,33 @@ def _default_student() -> ModelSpec:
     return ModelSpec(model="mlp", model_args={"hidden": [800, 800]})
 
 
+class ScheduleConfig(_Strict):
+    """How a distillation weight moves from its configured value to ``end`` over training."""
+
+    kind: Literal["constant", "linear", "cosine"] = "constant"
+    end: float | None = Field(None, description="value at the last epoch (constant: unused)")
+
+
+class TransferConfig(_Strict):
+    """What the student learns on, when it is not the teacher's own training split."""
+
+    dataset: str | None = Field(
+        None, description="another dataset, resized to the run's input shape; labels must match"
+    )
+    crop: int = Field(0, ge=0, description="pixels cut from each border before resizing")
+    pad: int = Field(0, ge=0, description="zero pixels around the resized image (inside the shape)")
+    limit: int | None = Field(None, gt=0, description="use at most this many transfer examples")
+    holdout: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="share of the training split kept from the teacher; the students learn on it",
+    )
+    labels: bool = Field(
+        True, description="false: the distilled student never uses labels (needs alpha = 0)"
+    )
+
+
 class DistillConfig(_Strict):
     method: str = "kd"
     temperature: float = Field(20.0, gt=0)
@@ -75,6 +109,36 @@ class DistillConfig(_Strict):
     cache_teacher_logits: bool = Field(
         True, description="compute teacher logits once when the student's input is not augmented"
     )
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="method -> its own options, e.g. {fitnets: {teacher_layer: ..., weight: 100}}",
+    )
+    alpha_schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    temperature_schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    example_weighting: Literal["none", "confidence"] = Field(
+        "none",
+        description="'confidence': per example, lean on the teacher as much as it is confident "
+        "and right (its probability of the true class); otherwise on the hard label",
+    )
+    exclude_classes: list[int] = Field(
+        default_factory=list,
+        description="classes removed from the students' transfer set (Hinton et al. 2015, §3)",
+    )
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+
+    @model_validator(mode="after")
+    def _labels_optional_only_without_ce(self) -> DistillConfig:
+        if not self.transfer.labels:
+            uses = []
+            if self.alpha != 0 or (self.alpha_schedule.end or 0) != 0:
+                uses.append("alpha (and alpha_schedule.end) must be 0")
+            if self.example_weighting != "none":
+                uses.append("example_weighting must be 'none'")
+            if uses:
+                raise ValueError("transfer.labels is false, so " + " and ".join(uses))
+        if self.transfer.dataset and self.transfer.holdout:
+            raise ValueError("choose one of transfer.dataset and transfer.holdout")
+        return self
 
 
 class ExplainConfig(_Strict):

@@ -31,9 +31,11 @@ from kdlens.data import (
     is_augmenting,
     make_split,
 )
-from kdlens.distill import Distiller, compute_logits, create_distiller
+from kdlens.distill import Distiller, build_distiller, compute_logits
+from kdlens.distill.transfer import student_tensors, teacher_tensors
 from kdlens.errors import KdlensError
 from kdlens.evaluate import classification_metrics
+from kdlens.evaluate.omitted import omitted_class_stage
 from kdlens.models import count_parameters, create_model
 from kdlens.report import report_stage
 from kdlens.tracking import TensorBoardLogger
@@ -72,8 +74,10 @@ class RunContext:
         x, y = self.tensors(part)
         return BatchLoader(x, y, self.normalizer, EVAL_BATCH, device=self.device)
 
-    def train_loader(self, cfg: TrainConfig, seed: int) -> BatchLoader:
-        x, y = self.tensors("train")
+    def train_loader(
+        self, cfg: TrainConfig, seed: int, data: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> BatchLoader:
+        x, y = data if data is not None else self.tensors("train")
         return BatchLoader(
             x,
             y,
@@ -134,14 +138,9 @@ def prepare(
     if config.teacher.checkpoint:
         load_weights(teacher, config.teacher.checkpoint, num_classes=dataset.num_classes)
         ctx.models["teacher"] = teacher.eval()
-    create_distiller(
-        config.distill.method, ctx.build(config.student), teacher, **_distill_kwargs(config)
-    )
+    build_distiller(config.distill, ctx.build(config.student), teacher, dataset.input_shape)
+    student_tensors(ctx)
     return ctx
-
-
-def _distill_kwargs(config: RunConfig) -> dict[str, Any]:
-    return {"temperature": config.distill.temperature, "alpha": config.distill.alpha}
 
 
 def _start_folder(ctx: RunContext, overwrite: bool) -> None:
@@ -154,12 +153,17 @@ def _start_folder(ctx: RunContext, overwrite: bool) -> None:
 
 
 def _train_stage(
-    ctx: RunContext, name: str, distiller: Distiller, cfg: TrainConfig, seed: int
+    ctx: RunContext,
+    name: str,
+    distiller: Distiller,
+    cfg: TrainConfig,
+    seed: int,
+    data: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
     start = time.perf_counter()
     result = fit(
         distiller,
-        ctx.train_loader(cfg, seed),
+        ctx.train_loader(cfg, seed, data),
         ctx.eval_loader("val"),
         cfg,
         desc=name,
@@ -192,27 +196,28 @@ def train_teacher(ctx: RunContext) -> None:
         Distiller(ctx.build(ctx.config.teacher)),
         ctx.config.teacher.train,
         ctx.config.seed,
+        teacher_tensors(ctx),
     )
 
 
 def train_students(ctx: RunContext) -> None:
     """The same architecture, initialisation and batch order, once without and once with the teacher."""
     cfg, seed = ctx.config.student.train, ctx.config.seed + 1
+    data = student_tensors(ctx)  # the transfer set
     set_seed(seed)
-    _train_stage(ctx, "scratch", Distiller(ctx.build(ctx.config.student)), cfg, seed)
+    _train_stage(ctx, "scratch", Distiller(ctx.build(ctx.config.student)), cfg, seed, data)
 
     set_seed(seed)
-    distiller = create_distiller(
-        ctx.config.distill.method,
+    distiller = build_distiller(
+        ctx.config.distill,
         ctx.build(ctx.config.student),
         ctx.models["teacher"],
-        **_distill_kwargs(ctx.config),
+        ctx.dataset.input_shape,
     )
     if ctx.config.distill.cache_teacher_logits and not is_augmenting(cfg.augment):
-        x, y = ctx.tensors("train")
-        loader = BatchLoader(x, y, ctx.normalizer, EVAL_BATCH, device=ctx.device)
+        loader = BatchLoader(*data, ctx.normalizer, EVAL_BATCH, device=ctx.device)
         distiller.set_teacher_cache(compute_logits(ctx.models["teacher"], loader))
-    _train_stage(ctx, "kd", distiller, cfg, seed)
+    _train_stage(ctx, "kd", distiller, cfg, seed, data)
 
 
 def evaluate_models(ctx: RunContext) -> None:
@@ -294,6 +299,7 @@ def run(
     train_teacher(ctx)
     train_students(ctx)
     evaluate_models(ctx)
+    omitted_class_stage(ctx)
     # Later stages go here, each reading and adding to ctx (models, ctx.metrics, ctx.timings).
     report_stage(ctx)  # keep last: explains every model the stages above added
     if tensorboard:

@@ -77,6 +77,7 @@ def fit(
     start = time.perf_counter()
     bar = tqdm(range(1, cfg.epochs + 1), desc=desc, disable=not progress, leave=True, unit="epoch")
     for epoch in bar:
+        distiller.set_progress(epoch - 1, cfg.epochs)  # warm-ups and weight schedules read it
         record = _train_epoch(distiller, train_loader, optimizer, epoch)
         record["lr"] = optimizer.param_groups[0]["lr"]
         scheduler.step()

@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlens.data.loader import Batch
+from kdlens.distill.adaptive import (
+    confidence_alpha,
+    schedule_value,
+    weighted_kd_loss_parts,
+)
 from kdlens.distill.losses import kd_loss_parts
+from kdlens.errors import ConfigError
 from kdlens.registry import Registry
 
 DISTILLERS: Registry[nn.Module] = Registry("distillation method")
@@ -35,10 +41,26 @@ class Distiller(nn.Module):
     def __init__(self, student: nn.Module):
         super().__init__()
         self.student = student
+        self.epoch, self.total_epochs = 0, 1
+        self._schedules: dict[str, tuple[str, float, float | None]] = {}
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """What the optimizer updates: the student, plus any adapter a subclass adds."""
         return [p for p in self.student.parameters() if p.requires_grad]
+
+    def set_schedule(self, attribute: str, kind: str, end: float | None) -> None:
+        """Move the float ``attribute`` (e.g. ``alpha``) from its current value to ``end``."""
+        self._schedules[attribute] = (kind, float(getattr(self, attribute)), end)
+
+    def set_progress(self, epoch: int, total_epochs: int) -> None:
+        """Called by the training loop before each epoch (``epoch`` counts from 0).
+
+        Methods with warm-ups or scheduled weights read it; the loop stays method-agnostic.
+        """
+        self.epoch, self.total_epochs = epoch, total_epochs
+        progress = epoch / max(total_epochs - 1, 1)
+        for attribute, (kind, start, end) in self._schedules.items():
+            setattr(self, attribute, schedule_value(kind, start, end, progress))
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         logits = self.student(batch.x)
@@ -81,22 +103,46 @@ class KDDistiller(TeacherDistiller):
     """Hinton et al. (2015): hard-label CE plus T^2-scaled KL to the teacher's soft targets."""
 
     def __init__(
-        self, student: nn.Module, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.1
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        temperature: float = 4.0,
+        alpha: float = 0.1,
+        example_weighting: str = "none",
     ):
         super().__init__(student, teacher)
+        if example_weighting not in ("none", "confidence"):
+            raise ConfigError(
+                f"distill.example_weighting: unknown {example_weighting!r} (known: none, confidence)"
+            )
         self.temperature = temperature
         self.alpha = alpha
+        self.example_weighting = example_weighting
+
+    def logit_loss_parts(
+        self, logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        """The weighted ``ce`` and ``kd`` terms; methods built on KD add their own terms."""
+        if self.example_weighting == "confidence":
+            alpha = confidence_alpha(teacher_logits, batch.labels, self.alpha)
+            return weighted_kd_loss_parts(
+                logits, teacher_logits, batch.labels, self.temperature, alpha
+            )
+        return kd_loss_parts(logits, teacher_logits, batch.labels, self.temperature, self.alpha)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         logits = self.student(batch.x)
-        parts = kd_loss_parts(
-            logits, self.teacher_logits(batch), batch.labels, self.temperature, self.alpha
-        )
-        return {
-            "loss": parts["ce"] + parts["kd"],
-            **{k: v.detach() for k, v in parts.items()},
-            "logits": logits,
-        }
+        parts = self.logit_loss_parts(logits, self.teacher_logits(batch), batch)
+        return loss_dict(parts, logits)
+
+
+def loss_dict(parts: dict[str, torch.Tensor], logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{"loss": sum of parts, **detached parts, "logits": logits}``: the Distiller contract."""
+    return {
+        "loss": sum(parts.values()),
+        **{k: v.detach() for k, v in parts.items()},
+        "logits": logits,
+    }
 
 
 @torch.no_grad()

@@ -1,0 +1,79 @@
+"""Build the configured Distiller: method options, schedules and per-example weighting."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from kdlens.config import DistillConfig
+from kdlens.distill.distiller import DISTILLERS, Distiller
+from kdlens.errors import ConfigError
+
+# Filled by the pipeline, never by a user's options.
+_RESERVED = ("self", "student", "teacher", "input_shape")
+
+
+def method_options(method: str) -> dict[str, Any]:
+    """The options a method accepts, with their defaults (``inspect.Parameter.empty`` if none)."""
+    params = inspect.signature(DISTILLERS.get(method)).parameters
+    return {n: p.default for n, p in params.items() if n not in _RESERVED}
+
+
+def _check_value(where: str, name: str, value: Any, default: Any) -> None:
+    numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{where}.{name}: expected a number (got {value!r})")
+    if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+        raise ConfigError(f"{where}.{name}: expected an integer (got {value!r})")
+
+
+def check_options(config: DistillConfig) -> None:
+    """Every ``distill.options`` key is a method and every option one that method takes."""
+    for method, options in config.options.items():
+        if method not in DISTILLERS:
+            raise ConfigError(f"distill.options: {DISTILLERS.unknown_message(method)}")
+        known = method_options(method)
+        for name, value in options.items():
+            where = f"distill.options.{method}"
+            if name not in known or name in ("temperature", "alpha", "example_weighting"):
+                choices = [
+                    k for k in known if k not in ("temperature", "alpha", "example_weighting")
+                ]
+                raise ConfigError(
+                    f"{where}: unknown option {name!r} (known: {', '.join(choices) or 'none'})"
+                )
+            _check_value(where, name, value, known[name])
+
+
+def build_distiller(
+    config: DistillConfig, student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...]
+) -> Distiller:
+    """The Distiller for ``config.method``, with its options, weighting and schedules applied."""
+    check_options(config)
+    method = config.method
+    known = method_options(method)
+    kwargs: dict[str, Any] = {"temperature": config.temperature, "alpha": config.alpha}
+    kwargs.update(config.options.get(method, {}))
+    if config.example_weighting != "none":
+        if "example_weighting" not in known:
+            raise ConfigError(f"distill.example_weighting: method {method!r} does not support it")
+        kwargs["example_weighting"] = config.example_weighting
+    kwargs = {k: v for k, v in kwargs.items() if k in known}
+    factory = DISTILLERS.get(method)
+    if "input_shape" in inspect.signature(factory).parameters:
+        kwargs["input_shape"] = tuple(input_shape)
+    distiller = factory(student=student, teacher=teacher, **kwargs)
+    for attribute, schedule in (
+        ("alpha", config.alpha_schedule),
+        ("temperature", config.temperature_schedule),
+    ):
+        if schedule.kind == "constant":
+            continue
+        if schedule.end is None:
+            raise ConfigError(f"distill.{attribute}_schedule: a {schedule.kind} schedule needs end")
+        if attribute not in known:
+            raise ConfigError(f"distill.{attribute}_schedule: method {method!r} has no {attribute}")
+        distiller.set_schedule(attribute, schedule.kind, schedule.end)
+    return distiller

@@ -1,0 +1,110 @@
+"""Transfer sets: what the students learn on, when it is not the teacher's own training split.
+
+Hinton et al. (2015, §2.3, §6.2) distill on a "transfer set" that may be unlabeled or come from
+elsewhere. Here it is, by ``distill.transfer``: the training split (default); a held-out share of
+it the teacher never trains on (``holdout``); or another dataset resized to the run's input shape
+(``dataset``). ``distill.exclude_classes`` then removes whole classes (the omitted-class
+experiment, §3). Augmented or mixup samples come from ``student.train.augment`` as usual.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kdlens.data import Dataset, create_dataset
+from kdlens.data.split import _stratified
+from kdlens.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from kdlens.pipeline import RunContext
+
+Tensors = tuple[torch.Tensor, torch.Tensor]
+
+
+def holdout_indices(ctx: RunContext) -> tuple[list[int], list[int]]:
+    """(teacher's part, students' part) of the training split, stratified and seeded."""
+    train = np.asarray(ctx.split.train)
+    y = ctx.dataset.y.numpy()
+    teacher_part, student_part = _stratified(
+        train, y, ctx.config.distill.transfer.holdout, ctx.config.seed + 2
+    )
+    return sorted(map(int, teacher_part)), sorted(map(int, student_part))
+
+
+def _rows(ctx: RunContext, idx: list[int]) -> Tensors:
+    i = torch.as_tensor(idx)
+    return ctx.dataset.x[i], ctx.dataset.y[i]
+
+
+def teacher_tensors(ctx: RunContext) -> Tensors:
+    """The teacher's training data: the training split, less any held-out transfer share."""
+    if ctx.config.distill.transfer.holdout:
+        return _rows(ctx, holdout_indices(ctx)[0])
+    return ctx.tensors("train")
+
+
+def resize_images(
+    x: torch.Tensor, shape: tuple[int, ...], crop: int = 0, pad: int = 0
+) -> torch.Tensor:
+    """(N, C, h, w) -> (N, *shape): cut ``crop`` pixels per border, resize, zero-pad by ``pad``.
+
+    ``pad`` and ``crop`` line up where the strokes sit: MNIST digits fill the central 20x20 of
+    28x28, scikit-learn's digits fill all of 8x8.
+    """
+    c, h, w = shape
+    if x.shape[1] != c:
+        raise DataError(f"transfer set has {x.shape[1]} channels, the run's data {c}")
+    if crop:
+        x = x[..., crop:-crop, crop:-crop]
+    inner = (h - 2 * pad, w - 2 * pad)
+    if min(inner) < 1 or min(x.shape[-2:]) < 1:
+        raise ConfigError("distill.transfer: crop/pad leave no image")
+    if tuple(x.shape[-2:]) != inner:
+        x = F.interpolate(x, size=inner, mode="bilinear", align_corners=False, antialias=True)
+    return F.pad(x, (pad, pad, pad, pad)).clamp(0, 1)
+
+
+def _other_dataset(ctx: RunContext) -> Tensors:
+    t = ctx.config.distill.transfer
+    other: Dataset = create_dataset(t.dataset, root=ctx.config.data.root)
+    if other.kind != "image" or ctx.dataset.kind != "image":
+        raise ConfigError("distill.transfer.dataset: only image datasets can be resized")
+    if other.num_classes != ctx.dataset.num_classes:
+        raise ConfigError(
+            f"distill.transfer.dataset {t.dataset!r} has {other.num_classes} classes, the run's "
+            f"data {ctx.dataset.num_classes}"
+        )
+    x, y = other.x, other.y
+    if other.is_test is not None:  # never distill on another dataset's test rows
+        x, y = x[~other.is_test], y[~other.is_test]
+    if t.limit is not None and t.limit < len(y):
+        keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(ctx.config.seed))
+        x, y = x[keep[: t.limit]], y[keep[: t.limit]]
+    return resize_images(x, ctx.dataset.input_shape, t.crop, t.pad), y
+
+
+def student_tensors(ctx: RunContext) -> Tensors:
+    """The students' transfer set (scratch learns on it with labels, the distilled one with the
+    teacher), after ``exclude_classes``."""
+    d = ctx.config.distill
+    if d.transfer.dataset:
+        x, y = _other_dataset(ctx)
+    elif d.transfer.holdout:
+        x, y = _rows(ctx, holdout_indices(ctx)[1])
+    else:
+        x, y = ctx.tensors("train")
+    if d.exclude_classes:
+        bad = [c for c in d.exclude_classes if not 0 <= c < ctx.dataset.num_classes]
+        if bad:
+            raise ConfigError(
+                f"distill.exclude_classes: {bad} not in 0..{ctx.dataset.num_classes - 1}"
+            )
+        keep = ~torch.isin(y, torch.as_tensor(d.exclude_classes))
+        x, y = x[keep], y[keep]
+    if len(y) == 0:
+        raise ConfigError("distill: the students' transfer set is empty")
+    return x, y

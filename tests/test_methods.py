@@ -1,0 +1,156 @@
+"""Every distillation method on the smoke config: builds, trains a step, touches only what trains."""
+
+import pytest
+import torch
+
+from kdlens.config import load_config
+from kdlens.data import Batch
+from kdlens.distill import Distiller, build_distiller, list_distillers
+from kdlens.distill.hooks import capture, check_module_names
+from kdlens.errors import ConfigError
+from kdlens.train import fit, make_optimizer
+from tests.conftest import SMOKE
+
+# The smoke config with a small conv student, so every method (AT needs conv maps) applies.
+CONV_STUDENT = [
+    "student.model=cnn",
+    "student.model_args={channels: [4, 8], hidden: 16}",
+    "distill.options={fitnets: {teacher_layer: features.6, student_layer: features.2}, "
+    "at: {teacher_layers: [features.2, features.6], student_layers: [features.2, features.6]}, "
+    "dkd: {warmup: 2}}",
+]
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    from kdlens.pipeline import prepare
+
+    return prepare(load_config(SMOKE, CONV_STUDENT), tmp_path_factory.mktemp("m") / "run")
+
+
+def _distiller(ctx, method, **changes):
+    config = ctx.config.distill.model_copy(update={"method": method, **changes})
+    teacher, student = ctx.build(ctx.config.teacher), ctx.build(ctx.config.student)
+    return build_distiller(config, student, teacher, ctx.dataset.input_shape)
+
+
+def test_all_methods_are_registered():
+    assert {"kd", "fitnets", "at", "dkd", "rkd"} <= set(list_distillers())
+
+
+@pytest.mark.parametrize("method", ["kd", "fitnets", "at", "dkd", "rkd"])
+def test_a_step_changes_only_student_and_adapter_parameters(ctx, method):
+    d = _distiller(ctx, method)
+    d.train()
+    trainable = {id(p) for p in d.trainable_parameters()}
+    student_ids = {id(p) for p in d.student.parameters()}
+    assert student_ids <= trainable
+    named = dict(d.named_parameters())
+    before = {n: p.detach().clone() for n, p in named.items()}
+    teacher_state = {k: v.clone() for k, v in d.teacher.state_dict().items()}
+    optimizer = make_optimizer(d.trainable_parameters(), ctx.config.student.train)
+    batch = next(iter(ctx.train_loader(ctx.config.student.train, 0)))
+    out = d(batch)
+    assert out["logits"].shape == (len(batch.y), ctx.dataset.num_classes)
+    assert torch.isfinite(out["loss"]) and float(out["loss"].detach()) > 0
+    optimizer.zero_grad()
+    out["loss"].backward()
+    optimizer.step()
+    changed = {n for n, p in named.items() if not torch.equal(p.detach(), before[n])}
+    assert changed, "nothing trained"
+    assert all(id(named[n]) in trainable for n in changed), changed
+    assert not any(n.startswith("teacher.") for n in changed)
+    for k, v in d.teacher.state_dict().items():
+        assert torch.equal(v, teacher_state[k]), k  # weights and BN statistics
+    if method == "fitnets":  # the regressor trains with the student
+        assert any(n.startswith("regressor.") for n in changed)
+        assert len(trainable) > len(student_ids)
+    else:
+        assert trainable == student_ids
+
+
+def test_feature_methods_leave_no_hooks_behind(ctx):
+    d = _distiller(ctx, "at")
+    batch = next(iter(ctx.train_loader(ctx.config.student.train, 0)))
+    d(batch)
+    for model in (d.student, d.teacher):
+        assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_hooks_capture_outputs_and_inputs_by_name():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    x = torch.randn(5, 3)
+    with capture(model, ["1", "2:input"]) as store:
+        model(x)
+    relu = torch.relu(model[0](x))
+    assert torch.equal(store["1"], relu) and torch.equal(store["2:input"], relu)
+    assert not model[1]._forward_hooks
+    with pytest.raises(ConfigError, match=r"no module 'feature'"):
+        check_module_names(model, ["feature"], "distill.options.fitnets")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"fitnets": {"teacher_layer": "features.6", "wieght": 1}}, "unknown option 'wieght'"),
+        ({"fitnets": {"teacher_layer": "features.6", "student_layer": "nope"}}, "no module 'nope'"),
+        ({"fitnest": {}}, "did you mean 'fitnets'"),
+        ({"fitnets": {"weight": "big"}}, "expected a number"),
+        ({"fitnets": {"alpha": 0.5}}, "unknown option 'alpha'"),
+        ({"fitnets": {}}, "name teacher_layer and student_layer"),
+        ({"at": {"teacher_layers": ["features.2"], "student_layers": []}}, "same length"),
+    ],
+)
+def test_bad_options_fail_in_one_line(ctx, options, message):
+    method = next(iter(options))
+    method = "fitnets" if method == "fitnest" else method
+    with pytest.raises(ConfigError, match=message) as err:
+        _distiller(ctx, method, options=options)
+    assert "\n" not in str(err.value)
+
+
+def test_example_weighting_and_schedules(ctx):
+    with pytest.raises(ConfigError, match="does not support"):
+        _distiller(ctx, "dkd", example_weighting="confidence")
+    sched = ctx.config.distill.alpha_schedule.model_copy(update={"kind": "linear", "end": 0.9})
+    d = _distiller(ctx, "kd", alpha=0.1, alpha_schedule=sched, example_weighting="confidence")
+    d.set_progress(0, 5)
+    assert d.alpha == pytest.approx(0.1)
+    d.set_progress(2, 5)
+    assert d.alpha == pytest.approx(0.5)
+    d.set_progress(4, 5)
+    assert d.alpha == pytest.approx(0.9)
+
+
+def test_training_loop_reports_progress_before_each_epoch(ctx):
+    seen = []
+
+    class Recorder(Distiller):
+        def set_progress(self, epoch, total_epochs):
+            seen.append((epoch, total_epochs))
+
+    cfg = ctx.config.student.train.model_copy(update={"epochs": 3, "max_batches": 1})
+    d = Recorder(ctx.build(ctx.config.student))
+    fit(d, ctx.train_loader(cfg, 0), ctx.eval_loader("val"), cfg)
+    assert seen == [(0, 3), (1, 3), (2, 3)]
+
+
+def test_dkd_warms_up_linearly(ctx):
+    d = _distiller(ctx, "dkd")  # warmup 2 epochs
+    batch = next(iter(ctx.train_loader(ctx.config.student.train, 0)))
+    d.set_progress(0, 4)
+    first = d(batch)
+    d.set_progress(1, 4)
+    full = d(batch)
+    assert float(first["nckd"]) == pytest.approx(0.5 * float(full["nckd"]), rel=1e-5)
+    assert float(first["ce"]) == pytest.approx(float(full["ce"]), rel=1e-6)
+
+
+def test_labels_are_unused_when_alpha_is_zero(ctx):
+    d = _distiller(ctx, "rkd", alpha=0.0)
+    batch = next(iter(ctx.train_loader(ctx.config.student.train, 0)))
+    shuffled = Batch(batch.x, batch.y.roll(1), batch.index)
+    torch.manual_seed(0)
+    a = d(batch)["loss"].detach()
+    b = d(shuffled)["loss"].detach()
+    assert float(a) == pytest.approx(float(b), rel=1e-6)
