@@ -61,6 +61,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from kdlens.deploy.onnx_export import export_run_model
+
+    r = export_run_model(args.run_dir, args.model, args.format)
+    pt, ort = r["pytorch"], r["onnxruntime"]
+    print(f"wrote {Path(args.run_dir) / r['file']} ({r['size_bytes']:,} bytes)")
+    print(
+        f"parity on {r['n_checked']} test examples: max abs logit difference "
+        f"{r['max_abs_logit_diff']:.2g}, argmax identical"
+    )
+    print(f"{'runtime':<14}{'latency b1 (ms)':>18}{'throughput b256 (ex/s)':>26}")
+    for label, t in (("pytorch", pt), ("onnxruntime", ort)):
+        print(f"{label:<14}{t['latency_ms_b1']:>18.3f}{t['throughput_b256']:>26,.0f}")
+    print(f"(medians, {pt['threads']} threads)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kdlens import __version__
 
@@ -83,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
+
+    exp = sub.add_parser("export", help="export a model of a run to ONNX, checked by ONNX Runtime")
+    exp.add_argument("run_dir", help="a run folder written by `kdlens run`")
+    exp.add_argument("--model", default="kd", help="model to export (default: kd)")
+    exp.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    exp.set_defaults(func=_cmd_export)
 
     lst = sub.add_parser("list", help="datasets, models and distillation methods")
     lst.set_defaults(func=_cmd_list)

@@ -29,6 +29,7 @@ from kdlens.data import (
     is_augmenting,
     make_split,
 )
+from kdlens.deploy.stage import deploy
 from kdlens.distill import Distiller, compute_logits, create_distiller
 from kdlens.errors import KdlensError
 from kdlens.evaluate import classification_metrics
@@ -261,7 +262,7 @@ def metrics_document(ctx: RunContext) -> dict[str, Any]:
             "n_test": len(ctx.split.test),
         },
         "models": ctx.metrics["models"],
-        "summary": summarize(ctx.metrics["models"]),
+        "summary": {**summarize(ctx.metrics["models"]), **ctx.metrics.get("summary", {})},
         **{k: v for k, v in ctx.metrics.items() if k not in ("models", "summary")},
         "timings": ctx.timings,
         "environment": environment(ctx),
@@ -279,6 +280,7 @@ def run(
     train_students(ctx)
     evaluate_models(ctx)
     # Later stages go here, each reading and adding to ctx (models, ctx.metrics, ctx.timings).
+    deploy(ctx)
     ctx.timings["total"] = time.perf_counter() - total
     metrics = metrics_document(ctx)
     write_json(ctx.out_dir / "metrics.json", metrics)
