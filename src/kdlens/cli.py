@@ -24,6 +24,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     metrics = run(config, out, overwrite=args.overwrite, progress=not args.quiet)
     _print_summary(metrics)
+    _print_deploy(metrics)
     print(f"\nrun folder: {out}")
     return 0
 
@@ -43,6 +44,24 @@ def _print_summary(metrics: dict) -> None:
     if gap is not None:
         print(f"\ndistillation closed {100 * gap:.0f}% of the teacher-scratch accuracy gap")
     print("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["timings"].items()))
+
+
+def _print_deploy(metrics: dict) -> None:
+    models = {n: m for n, m in metrics["models"].items() if "size_bytes" in m}
+    if not models:
+        return
+    threads = next(iter(models.values())).get("threads")
+    print(
+        f"\n{'model':<20}{'size (KB)':>12}{'MFLOPs/ex':>12}{'latency b1 (ms)':>18}{'ex/s at b256':>16}"
+    )
+    for name, m in models.items():
+        print(
+            f"{name:<20}{m['size_bytes'] / 1024:>12,.1f}{m['flops'] / 1e6:>12.3f}"
+            f"{m['latency_ms_b1']:>18.3f}{m['throughput_b256']:>16,.0f}"
+        )
+    print(
+        f"(CPU timings: medians, {threads} thread(s); FLOPs of int8 models are their float graph's)"
+    )
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

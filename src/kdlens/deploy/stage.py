@@ -61,9 +61,8 @@ class Artifact:
     name: str
     predict: Callable[[torch.Tensor], torch.Tensor]
     file: Path
-    float_model: (
-        nn.Module
-    )  # FLOPs are counted on this (quantized kernels are invisible to the counter)
+    # FLOPs are counted on the float model: quantized kernels are invisible to the counter.
+    float_model: nn.Module
     runtime: str = "pytorch"
 
 
@@ -72,10 +71,7 @@ def deploy(ctx) -> None:
     cfg = ctx.config.deploy
     start = time.perf_counter()
     x_test = ctx.normalizer(ctx.tensors("test")[0])  # (N, ...) normalised, on the CPU
-    artifacts = {
-        name: Artifact(name, _module_predict(m), _ckpt(ctx, name, ".safetensors"), _cpu(m))
-        for name, m in ctx.models.items()
-    }
+    artifacts = {name: _float_artifact(ctx, name, m) for name, m in ctx.models.items()}
     deploy_info: dict[str, Any] = {}
     if cfg.prune:
         deploy_info["pruning"] = _prune_all(ctx, artifacts)
@@ -102,9 +98,9 @@ def _cpu(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).cpu().eval()
 
 
-def _module_predict(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def _float_artifact(ctx, name: str, model: nn.Module) -> Artifact:
     cpu = _cpu(model)
-    return lambda x: cpu(x)
+    return Artifact(name, cpu, _ckpt(ctx, name, ".safetensors"), cpu)
 
 
 def _ckpt(ctx, name: str, suffix: str) -> Path:
@@ -166,9 +162,7 @@ def _prune_all(ctx, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
                     "train_seconds": seconds,
                     "best_epoch": 0,
                 }
-                art = Artifact(
-                    name, _module_predict(model), _ckpt(ctx, name, ".safetensors"), _cpu(model)
-                )
+                art = _float_artifact(ctx, name, model)
                 _add_model(ctx, art, extra)
                 m = ctx.metrics["models"][name]
                 row[finetune] = {"name": name, "accuracy": m["accuracy"], "fidelity": m["fidelity"]}
