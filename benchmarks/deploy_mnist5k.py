@@ -3,6 +3,10 @@ with a KD fine-tune vs a hard-label fine-tune, on mnist5k with the default teach
 
     PYTHONPATH=src python benchmarks/deploy_mnist5k.py --seeds 0 1 2
 
+Each seed is a whole run (its own split, teacher and students). A finished seed folder with the
+same config is read back instead of rerun, so seeds can also run as parallel processes
+(``--seeds 1``, ``--seeds 2``) and be aggregated afterwards by the command above.
+
 Writes one run folder per seed under --out and benchmarks/results/deploy_mnist5k.json.
 Timings are medians (torch.utils.benchmark), single-threaded, PyTorch and ONNX Runtime timed
 side by side in one process; the machine is a shared 2-core CPU, so trust ratios over absolutes.
@@ -30,16 +34,19 @@ def _pct(s: float) -> str:
 
 
 def one_seed(seed: int, out: Path) -> dict:
-    config = load_config(
-        None,
-        [
-            f"seed={seed}",
-            f"deploy.prune={SPARSITIES}",
-            "deploy.export=onnx",
-            "deploy.timing_seconds=0.5",
-        ],
-    )
-    m = run(config, out / f"seed{seed}", overwrite=True)
+    overrides = [
+        f"seed={seed}",
+        f"deploy.prune={SPARSITIES}",
+        "deploy.export=onnx",
+        "deploy.timing_seconds=0.5",
+    ]
+    config = load_config(None, overrides)
+    folder = out / f"seed{seed}"
+    # A finished run with the same config is read back, so an interrupted benchmark resumes.
+    if (folder / "metrics.json").is_file() and load_config(folder / "config.yaml") == config:
+        m = json.loads((folder / "metrics.json").read_text())
+    else:
+        m = run(config, folder, overwrite=True)
     models = m["models"]
     kd, q = models["kd"], models["kd_int8"]
     onnx = kd["onnx"]
@@ -129,8 +136,9 @@ def main() -> None:
     parser.add_argument("--results", default="benchmarks/results/deploy_mnist5k.json")
     args = parser.parse_args()
     rows = []
+    out = Path(args.out)
     for seed in args.seeds:
-        rows.append(one_seed(seed, Path(args.out)))
+        rows.append(one_seed(seed, out))
         print(json.dumps(rows[-1]["pruning"], indent=1), flush=True)
     result = {
         "command": f"PYTHONPATH=src python benchmarks/deploy_mnist5k.py --seeds {' '.join(map(str, args.seeds))}",

@@ -54,16 +54,16 @@ class Run:
     def load_model(self, name: str) -> nn.Module:
         """The trained model ``name`` (e.g. ``teacher``, ``kd``, ``kd_pruned50``, ``kd_int8``)."""
         folder = self.path / "checkpoints"
+        if name not in self.model_names():  # also refuses names that are paths
+            have = ", ".join(self.model_names()) or "none"
+            raise KdlensError(f"run {self.path} has no model {name!r} (it has: {have})")
         if (folder / f"{name}{FLOAT_SUFFIX}").is_file():
             model = self.build(name)
             load_weights(model, folder / f"{name}{FLOAT_SUFFIX}", self.dataset.num_classes)
             return model.eval()
-        if (folder / f"{name}{INT8_SUFFIX}").is_file():
-            from kdlens.deploy.quantize import load_dynamic_int8
+        from kdlens.deploy.quantize import load_dynamic_int8
 
-            return load_dynamic_int8(self.build(name), folder / f"{name}{INT8_SUFFIX}")
-        have = ", ".join(self.model_names()) or "none"
-        raise KdlensError(f"run {self.path} has no model {name!r} (it has: {have})")
+        return load_dynamic_int8(self.build(name), folder / f"{name}{INT8_SUFFIX}")
 
     def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw (un-normalised) inputs and labels of the ``train``, ``val`` or ``test`` split."""
