@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 from pathlib import Path
@@ -24,7 +25,10 @@ from pathlib import Path
 import torch
 
 from kdlens.config import load_config
+from kdlens.deploy.onnx_export import OrtModel
+from kdlens.evaluate.compression import measure_speed
 from kdlens.pipeline import run
+from kdlens.runs import load_run
 
 SPARSITIES = [0.5, 0.8, 0.9]
 
@@ -70,6 +74,7 @@ def one_seed(seed: int, out: Path) -> dict:
         },
         "pruning": {},
         "summary": m["summary"],
+        "timing_side_by_side": remeasure(folder),
         "timings": m["timings"],
     }
     for s in SPARSITIES:
@@ -82,6 +87,45 @@ def one_seed(seed: int, out: Path) -> dict:
             "kd_minus_hard_fidelity_points": 100 * (k["fidelity"] - h["fidelity"]),
         }
     return row
+
+
+TIMED = ["teacher", "kd", "kd_int8", "kd_pruned50", "kd_onnxruntime"]
+
+
+def remeasure(folder: Path, rounds: int = 3, seconds: float = 0.2) -> dict:
+    """Time the main models again, interleaved (round-robin, ``rounds`` times), with the
+    single-thread CPU clock and the wall clock; medians over rounds. Interleaving puts every
+    model under the same background load, so the ratios between them are the steady numbers."""
+    r = load_run(folder)
+    x = r.normalizer(r.tensors("test")[0])
+    models = {n: r.load_model(n) for n in TIMED if n != "kd_onnxruntime"}
+    models["kd_onnxruntime"] = OrtModel(folder / "export" / "kd.onnx", threads=1)
+    samples = {c: {n: {"b1": [], "b256": []} for n in models} for c in ("cpu", "wall")}
+    for _ in range(rounds):
+        for clock in ("cpu", "wall"):
+            for name, model in models.items():
+                sp = measure_speed(model, x, 2, seconds, threads=1, clock=clock)
+                samples[clock][name]["b1"].append(sp["latency_ms_b1"])
+                samples[clock][name]["b256"].append(sp["throughput_b256"])
+    out = {}
+    for clock, per_model in samples.items():
+        med = {
+            n: {
+                "latency_ms_b1": statistics.median(v["b1"]),
+                "throughput_b256": statistics.median(v["b256"]),
+            }
+            for n, v in per_model.items()
+        }
+        lat = {n: v["latency_ms_b1"] for n, v in med.items()}
+        out[clock] = {
+            "models": med,
+            "int8_speedup_b1": lat["kd"] / lat["kd_int8"],
+            "int8_speedup_b256": med["kd_int8"]["throughput_b256"] / med["kd"]["throughput_b256"],
+            "onnxruntime_speedup_b1": lat["kd"] / lat["kd_onnxruntime"],
+            "student_speedup_b1_vs_teacher": lat["teacher"] / lat["kd"],
+            "pruned50_speedup_b1": lat["kd"] / lat["kd_pruned50"],
+        }
+    return out
 
 
 def mean_std(values: list[float]) -> dict:
@@ -121,6 +165,18 @@ def aggregate(rows: list[dict]) -> dict:
         },
         "pruning": {},
     }
+    for clock in ("cpu", "wall"):
+        sides = [r["timing_side_by_side"][clock] for r in rows]
+        agg[f"side_by_side_{clock}_median"] = {
+            "latency_ms_b1": {
+                n: statistics.median(t["models"][n]["latency_ms_b1"] for t in sides) for n in TIMED
+            },
+            "throughput_b256": {
+                n: statistics.median(t["models"][n]["throughput_b256"] for t in sides)
+                for n in TIMED
+            },
+            **{k: statistics.median(t[k] for t in sides) for k in sides[0] if k != "models"},
+        }
     for s in SPARSITIES:
         part = [r["pruning"][str(s)] for r in rows]
         agg["pruning"][str(s)] = {
@@ -143,8 +199,9 @@ def main() -> None:
     result = {
         "command": f"PYTHONPATH=src python benchmarks/deploy_mnist5k.py --seeds {' '.join(map(str, args.seeds))}",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads "
-        "available, timings single-threaded; 2-core CPU shared with other jobs",
+        "machine": f"{platform.machine()} CPU, 2 cores shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.0f} at the end); aggregation process had {torch.get_num_threads()} torch "
+        "thread(s); timings single-threaded",
         "sparsities": SPARSITIES,
         "aggregate": aggregate(rows),
         "per_seed": rows,

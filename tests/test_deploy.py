@@ -120,10 +120,25 @@ def test_onnxruntime_static_int8_for_a_conv_student(tmp_path):
     assert (tmp_path / "int8.onnx").stat().st_size * 2 < fp32.stat().st_size
 
 
+def test_cpu_clock_needs_one_timing_thread():
+    from kdlens.config import load_config
+    from kdlens.errors import ConfigError
+
+    assert load_config(None, ["deploy.timing_threads=2", "deploy.timing_clock=wall"])
+    with pytest.raises(ConfigError, match="timing_threads"):
+        load_config(None, ["deploy.timing_threads=2"])
+    with pytest.raises(ConfigError, match="deploy.prune"):
+        load_config(None, ["deploy.prune=[0.5, 1.0]"])
+
+
 def test_measure_speed_and_ratios():
     model = _mlp().eval()
-    speed = measure_speed(model, torch.randn(10, 1, 8, 8), warmup=1, min_run_time=0.01, threads=1)
-    assert speed["latency_ms_b1"] > 0 and speed["throughput_b256"] > 0 and speed["threads"] == 1
+    for clock in ("cpu", "wall"):
+        speed = measure_speed(model, torch.randn(10, 1, 8, 8), 1, 0.01, threads=1, clock=clock)
+        assert speed["latency_ms_b1"] > 0 and speed["throughput_b256"] > 0
+        assert speed["threads"] == 1 and speed["clock"] == clock
+    with pytest.raises(ValueError, match="threads=1"):
+        measure_speed(model, torch.randn(2, 1, 8, 8), 0, 0.01, threads=2, clock="cpu")
     assert batch_of(torch.arange(3), 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
     r = ratios(
         {

@@ -50,7 +50,8 @@ def _print_deploy(metrics: dict) -> None:
     models = {n: m for n, m in metrics["models"].items() if "size_bytes" in m}
     if not models:
         return
-    threads = next(iter(models.values())).get("threads")
+    first = next(iter(models.values()))
+    threads, clock = first.get("threads"), first.get("clock", "wall")
     print(
         f"\n{'model':<20}{'size (KB)':>12}{'MFLOPs/ex':>12}{'latency b1 (ms)':>18}{'ex/s at b256':>16}"
     )
@@ -60,7 +61,8 @@ def _print_deploy(metrics: dict) -> None:
             f"{m['latency_ms_b1']:>18.3f}{m['throughput_b256']:>16,.0f}"
         )
     print(
-        f"(CPU timings: medians, {threads} thread(s); FLOPs of int8 models are their float graph's)"
+        f"(timings: medians of {clock} time, {threads} thread(s); "
+        "FLOPs of int8 models are counted on their float graph)"
     )
 
 

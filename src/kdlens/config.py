@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kdlens.errors import ConfigError
 
@@ -97,6 +104,10 @@ class DeployConfig(_Strict):
         ge=0,
         description="CPU threads for timings (0: torch's default); 1 is steady on a busy machine",
     )
+    timing_clock: Literal["cpu", "wall"] = Field(
+        "cpu",
+        description="cpu: the timing thread's CPU time (needs timing_threads=1), steady on a busy machine",
+    )
     timing_warmup: int = Field(3, ge=0)
     timing_seconds: float = Field(0.2, gt=0, description="per timing: median over this much time")
 
@@ -106,6 +117,12 @@ class DeployConfig(_Strict):
         if any(not 0 < s < 1 for s in v):
             raise ValueError("each sparsity must be in (0, 1)")
         return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _cpu_clock_single_thread(self) -> DeployConfig:
+        if self.timing_clock == "cpu" and self.timing_threads != 1:
+            raise ValueError("timing_clock 'cpu' counts one thread: set timing_threads to 1")
+        return self
 
 
 class RunConfig(_Strict):

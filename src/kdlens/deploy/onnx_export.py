@@ -125,6 +125,7 @@ def export_and_check(
     warmup: int = 3,
     min_run_time: float = 0.2,
     threads: int = 1,
+    clock: str = "wall",
 ) -> dict[str, Any]:
     """Export ``model`` to ``out_dir/NAME.onnx``, check it on ``x`` (normalised inputs) and time
     PyTorch and ONNX Runtime side by side in this process. The file is kept only if it matches."""
@@ -141,8 +142,8 @@ def export_and_check(
             "file": f"{out_dir.name}/{final.name}",
             "size_bytes": size_bytes(tmp),
             **parity,
-            "pytorch": _speed(model, x, warmup, min_run_time, threads),
-            "onnxruntime": _speed(ort_model, x, warmup, min_run_time, threads),
+            "pytorch": _speed(model, x, warmup, min_run_time, threads, clock),
+            "onnxruntime": _speed(ort_model, x, warmup, min_run_time, threads, clock),
         }
         tmp.replace(final)
     finally:
@@ -153,10 +154,10 @@ def export_and_check(
 
 
 def _speed(
-    predict, x: torch.Tensor, warmup: int, min_run_time: float, threads: int
+    predict, x: torch.Tensor, warmup: int, min_run_time: float, threads: int, clock: str
 ) -> dict[str, Any]:
-    s = measure_speed(predict, x, warmup, min_run_time, threads)
-    return {k: s[k] for k in ("latency_ms_b1", "throughput_b256", "threads")}
+    s = measure_speed(predict, x, warmup, min_run_time, threads, clock)
+    return {k: s[k] for k in ("latency_ms_b1", "throughput_b256", "threads", "clock")}
 
 
 def export_run_model(run_dir: str | Path, name: str = "kd", fmt: str = "onnx") -> dict[str, Any]:
@@ -183,6 +184,7 @@ def export_run_model(run_dir: str | Path, name: str = "kd", fmt: str = "onnx") -
         cfg.timing_warmup,
         cfg.timing_seconds,
         cfg.timing_threads or torch.get_num_threads(),
+        cfg.timing_clock,
     )
     write_json(run.path / "export" / f"{name}.json", record)
     if run.metrics is not None and name in run.metrics.get("models", {}):

@@ -266,9 +266,14 @@ def _measure_all(ctx, artifacts: dict[str, Artifact], x_test: torch.Tensor) -> N
         m["flops"] = flops_per_example(art.float_model, x_test[:1])
         m.setdefault("nonzero_params", count_nonzero_parameters(art.float_model))
         speed = measure_speed(
-            art.predict, x_test, cfg.timing_warmup, cfg.timing_seconds, _threads(ctx)
+            art.predict,
+            x_test,
+            cfg.timing_warmup,
+            cfg.timing_seconds,
+            _threads(ctx),
+            cfg.timing_clock,
         )
-        m.update({k: speed[k] for k in ("latency_ms_b1", "throughput_b256", "threads")})
+        m.update({k: speed[k] for k in ("latency_ms_b1", "throughput_b256", "threads", "clock")})
         m["runtime"] = art.runtime
 
 
@@ -289,6 +294,7 @@ def _export_all(ctx, artifacts: dict[str, Artifact], x_test: torch.Tensor) -> No
             cfg.timing_warmup,
             cfg.timing_seconds,
             _threads(ctx),
+            cfg.timing_clock,
         )
 
 

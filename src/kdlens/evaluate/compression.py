@@ -6,6 +6,7 @@ FLOPs come from PyTorch's ``FlopCounterMode`` (a multiply-add counts as 2 FLOPs)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,21 +58,39 @@ class Timing:
     blocks: int
     calls_per_block: int
     threads: int
+    clock: str
+
+
+CLOCKS = ("wall", "cpu")
 
 
 def time_call(
-    fn: Callable[[], Any], warmup: int = 3, min_run_time: float = 0.2, threads: int | None = None
+    fn: Callable[[], Any],
+    warmup: int = 3,
+    min_run_time: float = 0.2,
+    threads: int | None = None,
+    clock: str = "wall",
 ) -> Timing:
-    """Time ``fn()``: ``warmup`` untimed calls, then the median of blocks for ``min_run_time`` s."""
+    """Time ``fn()``: ``warmup`` untimed calls, then the median of blocks for ``min_run_time`` s.
+
+    ``clock="cpu"`` counts the calling thread's CPU time (``time.thread_time``) instead of wall
+    time: with one thread it equals the latency of an idle machine, and time spent waiting for a
+    core on a busy one is not counted. It is only meaningful with ``threads=1``.
+    """
     from torch.utils.benchmark import Timer  # lazy: the import logs a CUDA notice on CPU machines
 
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
     # Timer runs the statement with this many torch threads and restores the old count after.
     threads = threads or torch.get_num_threads()
+    if clock == "cpu" and threads != 1:
+        raise ValueError("the cpu clock counts one thread: time with threads=1")
     for _ in range(warmup):
         fn()
-    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    kwargs = {"timer": time.thread_time} if clock == "cpu" else {}
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, **kwargs)
     m = timer.blocked_autorange(min_run_time=min_run_time)
-    return Timing(float(m.median), len(m.times), int(m.number_per_run), threads)
+    return Timing(float(m.median), len(m.times), int(m.number_per_run), threads, clock)
 
 
 def batch_of(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -86,6 +105,7 @@ def measure_speed(
     warmup: int = 3,
     min_run_time: float = 0.2,
     threads: int | None = None,
+    clock: str = "wall",
     batch: int = 256,
 ) -> dict[str, Any]:
     """Latency at batch 1 (ms) and throughput at batch ``batch`` (examples/s) of ``predict``.
@@ -94,13 +114,14 @@ def measure_speed(
     """
     one, many = batch_of(x, 1), batch_of(x, batch)
     with torch.inference_mode():
-        b1 = time_call(lambda: predict(one), warmup, min_run_time, threads)
-        bn = time_call(lambda: predict(many), warmup, min_run_time, threads)
+        b1 = time_call(lambda: predict(one), warmup, min_run_time, threads, clock)
+        bn = time_call(lambda: predict(many), warmup, min_run_time, threads, clock)
     return {
         "latency_ms_b1": 1000 * b1.median_s,
         f"throughput_b{batch}": batch / bn.median_s,
         "timing": {"b1": asdict(b1), f"b{batch}": asdict(bn)},
         "threads": b1.threads,
+        "clock": clock,
     }
 
 
