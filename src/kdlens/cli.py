@@ -95,7 +95,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"{'runtime':<14}{'latency b1 (ms)':>18}{'throughput b256 (ex/s)':>26}")
     for label, t in (("pytorch", pt), ("onnxruntime", ort)):
         print(f"{label:<14}{t['latency_ms_b1']:>18.3f}{t['throughput_b256']:>26,.0f}")
-    print(f"(medians, {pt['threads']} threads)")
+    print(f"(medians of {pt.get('clock', 'wall')} time, {pt['threads']} thread(s))")
     return 0
 
 

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 STAGE_STYLE = {
     "teacher": ("tab:red", "s"),
@@ -42,6 +43,8 @@ def accuracy_vs_size(table: dict[str, Any]) -> Figure:
                 textcoords="offset points",
             )
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("size on disk (MB, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy against size")
