@@ -26,6 +26,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config, out, overwrite=args.overwrite, progress=not args.quiet, tensorboard=args.tensorboard
     )
     _print_summary(metrics)
+    _print_deploy(metrics)
     print(f"\nrun folder: {out}")
     if (out / "report.html").is_file():
         print(f"report: {out / 'report.html'}")
@@ -44,7 +45,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _print_summary(metrics: dict) -> None:
     cols = ["accuracy", "fidelity", "kl_to_teacher", "ece", "nll", "params", "train_seconds"]
-    print(f"\n{'model':<12}" + "".join(f"{c:>15}" for c in cols))
+    print(f"\n{'model':<20}" + "".join(f"{c:>15}" for c in cols))
     for name, m in metrics["models"].items():
         cells = []
         for c in cols:
@@ -52,7 +53,7 @@ def _print_summary(metrics: dict) -> None:
             cells.append(
                 f"{'-':>15}" if v is None else f"{v:>15,}" if isinstance(v, int) else f"{v:>15.4f}"
             )
-        print(f"{name:<12}" + "".join(cells))
+        print(f"{name:<20}" + "".join(cells))
     gap = metrics["summary"].get("gap_closed")
     if gap is not None:
         print(f"\ndistillation closed {100 * gap:.0f}% of the teacher-scratch accuracy gap")
@@ -82,6 +83,26 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_deploy(metrics: dict) -> None:
+    models = {n: m for n, m in metrics["models"].items() if "size_bytes" in m}
+    if not models:
+        return
+    first = next(iter(models.values()))
+    threads, clock = first.get("threads"), first.get("clock", "wall")
+    print(
+        f"\n{'model':<20}{'size (KB)':>12}{'MFLOPs/ex':>12}{'latency b1 (ms)':>18}{'ex/s at b256':>16}"
+    )
+    for name, m in models.items():
+        print(
+            f"{name:<20}{m['size_bytes'] / 1024:>12,.1f}{m['flops'] / 1e6:>12.3f}"
+            f"{m['latency_ms_b1']:>18.3f}{m['throughput_b256']:>16,.0f}"
+        )
+    print(
+        f"(timings: medians of {clock} time, {threads} thread(s); "
+        "FLOPs of int8 models are counted on their float graph)"
+    )
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from kdlens.data import DATASETS
     from kdlens.distill import DISTILLERS
@@ -95,6 +116,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"{title}:")
         for name, text in entries.items():
             print(f"  {name:<28} {text}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from kdlens.deploy.onnx_export import export_run_model
+
+    r = export_run_model(args.run_dir, args.model, args.format)
+    pt, ort = r["pytorch"], r["onnxruntime"]
+    print(f"wrote {Path(args.run_dir) / r['file']} ({r['size_bytes']:,} bytes)")
+    print(
+        f"parity on {r['n_checked']} test examples: max abs logit difference "
+        f"{r['max_abs_logit_diff']:.2g}, argmax identical"
+    )
+    print(f"{'runtime':<14}{'latency b1 (ms)':>18}{'throughput b256 (ex/s)':>26}")
+    for label, t in (("pytorch", pt), ("onnxruntime", ort)):
+        print(f"{label:<14}{t['latency_ms_b1']:>18.3f}{t['throughput_b256']:>26,.0f}")
+    print(f"(medians of {pt.get('clock', 'wall')} time, {pt['threads']} thread(s))")
     return 0
 
 
@@ -161,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(func=_cmd_sweep)
+
+    exp = sub.add_parser("export", help="export a model of a run to ONNX, checked by ONNX Runtime")
+    exp.add_argument("run_dir", help="a run folder written by `kdlens run`")
+    exp.add_argument("--model", default="kd", help="model to export (default: kd)")
+    exp.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    exp.set_defaults(func=_cmd_export)
 
     lst = sub.add_parser("list", help="datasets, models and distillation methods")
     lst.set_defaults(func=_cmd_list)

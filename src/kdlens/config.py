@@ -160,6 +160,49 @@ class ExplainConfig(_Strict):
     max_disagreements: int = Field(8, ge=0, description="kd-vs-teacher disagreements drawn")
 
 
+class DeployConfig(_Strict):
+    """After distillation: measure every model; quantize, prune and export the distilled student."""
+
+    quantize: bool = Field(True, description="int8 copies of the distilled (and pruned) students")
+    prune: list[float] = Field(
+        default_factory=list, description="target sparsities, e.g. [0.5, 0.8]; empty: no pruning"
+    )
+    prune_channels: bool = Field(
+        True, description="conv students: also structured channel pruning at each sparsity"
+    )
+    finetune_epochs: int = Field(
+        3, gt=0, description="fine-tune after pruning (KD and hard labels)"
+    )
+    finetune_lr: float = Field(1e-4, gt=0)
+    export: Literal["onnx"] | None = Field(
+        None, description="export the students; checked by ONNX Runtime"
+    )
+    timing_threads: int = Field(
+        1,
+        ge=0,
+        description="CPU threads for timings (0: torch's default); 1 is steady on a busy machine",
+    )
+    timing_clock: Literal["cpu", "wall"] = Field(
+        "cpu",
+        description="cpu: the timing thread's CPU time (needs timing_threads=1), steady on a busy machine",
+    )
+    timing_warmup: int = Field(3, ge=0)
+    timing_seconds: float = Field(0.2, gt=0, description="per timing: median over this much time")
+
+    @field_validator("prune")
+    @classmethod
+    def _sparsities(cls, v: list[float]) -> list[float]:
+        if any(not 0 < s < 1 for s in v):
+            raise ValueError("each sparsity must be in (0, 1)")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _cpu_clock_single_thread(self) -> DeployConfig:
+        if self.timing_clock == "cpu" and self.timing_threads != 1:
+            raise ValueError("timing_clock 'cpu' counts one thread: set timing_threads to 1")
+        return self
+
+
 class RunConfig(_Strict):
     seed: int = 0
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -168,6 +211,7 @@ class RunConfig(_Strict):
     student: ModelSpec = Field(default_factory=_default_student)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
 
     @field_validator("device")
     @classmethod

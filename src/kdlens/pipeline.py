@@ -31,6 +31,7 @@ from kdlens.data import (
     is_augmenting,
     make_split,
 )
+from kdlens.deploy.stage import deploy
 from kdlens.distill import Distiller, build_distiller, compute_logits
 from kdlens.distill.transfer import student_tensors, teacher_tensors
 from kdlens.errors import KdlensError
@@ -273,7 +274,7 @@ def metrics_document(ctx: RunContext) -> dict[str, Any]:
             "n_test": len(ctx.split.test),
         },
         "models": ctx.metrics["models"],
-        "summary": summarize(ctx.metrics["models"]),
+        "summary": {**summarize(ctx.metrics["models"]), **ctx.metrics.get("summary", {})},
         **{k: v for k, v in ctx.metrics.items() if k not in ("models", "summary")},
         "timings": ctx.timings,
         "environment": environment(ctx),
@@ -300,6 +301,7 @@ def run(
     train_students(ctx)
     evaluate_models(ctx)
     omitted_class_stage(ctx)
+    deploy(ctx)
     # Later stages go here, each reading and adding to ctx (models, ctx.metrics, ctx.timings).
     report_stage(ctx)  # keep last: explains every model the stages above added
     if tensorboard:

@@ -1,0 +1,107 @@
+"""int8 quantization of a trained student, on the CPU.
+
+* Linear-only students (MLPs): PyTorch dynamic quantization (int8 weights, activations quantized
+  on the fly per batch). No calibration data, no model surgery, and any ``nn.Linear`` qualifies.
+* Students with convolutions: ONNX Runtime static quantization (QDQ, per-channel int8 weights,
+  activations calibrated on training examples). PyTorch's eager static quantization would need
+  QuantStub/DeQuantStub and hand-written layer fusion in every model, and its graph-mode successor
+  lives outside torch (torchao); ONNX Runtime's quantizer works on any model that exports, and the
+  result is the file one would ship anyway.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kdlens.errors import CheckpointError
+from kdlens.utils import write_bytes_atomic
+
+TORCH_DYNAMIC = "torch-dynamic-int8"
+ORT_STATIC = "onnxruntime-static-int8"
+
+
+def has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+def quantization_method(model: nn.Module) -> str:
+    """Which int8 path suits ``model`` (see the module docstring for why)."""
+    return ORT_STATIC if has_conv(model) else TORCH_DYNAMIC
+
+
+def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
+    """A CPU copy of ``model`` with every ``nn.Linear`` replaced by a dynamic int8 one."""
+    float_model = copy.deepcopy(model).cpu().eval()
+    with warnings.catch_warnings():
+        # torch.ao.quantization warns on every call that it moves to torchao; eager dynamic
+        # quantization still works and needs no other package.
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(float_model, {nn.Linear}, dtype=torch.qint8)
+
+
+def save_dynamic_int8(model: nn.Module, path: str | Path) -> None:
+    """Packed int8 weights are not plain tensors, so this is a ``torch.save`` state dict."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized tensors still go through TypedStorage
+        torch.save(model.state_dict(), buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_dynamic_int8(float_model: nn.Module, path: str | Path) -> nn.Module:
+    """Rebuild a dynamic int8 model from its float architecture and a saved state dict."""
+    model = quantize_dynamic_int8(float_model)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as e:  # weights_only refuses anything that could run code
+        first = (str(e).strip().splitlines() or ["unreadable"])[0]
+        raise CheckpointError(f"int8 checkpoint {path} cannot be loaded ({first})") from None
+    return model.eval()
+
+
+class _Calibration:
+    """ONNX Runtime's CalibrationDataReader protocol over a tensor of normalised examples."""
+
+    def __init__(self, input_name: str, x: torch.Tensor, batch_size: int = 64):
+        self._batches = iter(
+            [{input_name: x[i : i + batch_size].numpy()} for i in range(0, len(x), batch_size)]
+        )
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def quantize_onnx_static(
+    fp32_path: str | Path, out_path: str | Path, calibration: torch.Tensor
+) -> None:
+    """Static int8 ONNX model from an fp32 one, activation ranges calibrated on ``calibration``."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Shape inference and graph clean-up first, as ONNX Runtime's quantizer asks.
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(out_path),
+            _Calibration(input_name, calibration.float().cpu()),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )

@@ -1,0 +1,357 @@
+"""The deploy stage of ``kdlens run``: measure every model, then prune, quantize and export the
+distilled student, adding models such as ``kd_pruned50`` and ``kd_int8`` to ``metrics.json``."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdlens.checkpoints import save_weights
+from kdlens.config import TrainConfig
+from kdlens.data import BatchLoader, is_augmenting
+from kdlens.deploy.onnx_export import OrtModel, batched_logits, export_and_check, export_onnx
+from kdlens.deploy.prune import (
+    channel_sparsity,
+    conv_layers,
+    make_permanent,
+    prune_model,
+    weight_sparsity,
+)
+from kdlens.deploy.quantize import (
+    ORT_STATIC,
+    TORCH_DYNAMIC,
+    quantization_method,
+    quantize_dynamic_int8,
+    quantize_onnx_static,
+    save_dynamic_int8,
+)
+from kdlens.distill import Distiller, KDDistiller, compute_logits
+from kdlens.evaluate import classification_metrics
+from kdlens.evaluate.compression import (
+    count_nonzero_parameters,
+    flops_per_example,
+    measure_speed,
+    ratios,
+    size_bytes,
+)
+from kdlens.models import count_parameters
+from kdlens.runs import INT8_SUFFIX
+from kdlens.train import fit
+from kdlens.utils import set_seed, write_json
+
+log = logging.getLogger("kdlens")
+
+STUDENT = "kd"  # the model the deploy stage compresses: the distilled student
+CALIBRATION_EXAMPLES = 512
+
+
+@dataclass
+class Artifact:
+    """One deployable model: how to run it, the file it ships as, and the float graph it counts."""
+
+    name: str
+    predict: Callable[[torch.Tensor], torch.Tensor]
+    file: Path
+    # FLOPs are counted on the float model: quantized kernels are invisible to the counter.
+    float_model: nn.Module
+    runtime: str = "pytorch"
+
+
+def deploy(ctx) -> None:
+    """Run after ``evaluate_models``; reads and adds to ``ctx`` (a :class:`RunContext`)."""
+    cfg = ctx.config.deploy
+    start = time.perf_counter()
+    x_test = ctx.normalizer(ctx.tensors("test")[0])  # (N, ...) normalised, on the CPU
+    artifacts = {name: _float_artifact(ctx, name, m) for name, m in ctx.models.items()}
+    deploy_info: dict[str, Any] = {}
+    if cfg.prune:
+        deploy_info["pruning"] = _prune_all(ctx, artifacts)
+    if cfg.quantize:
+        deploy_info["quantization"] = _quantize_all(ctx, artifacts)
+    _measure_all(ctx, artifacts, x_test)
+    if cfg.export == "onnx":
+        _export_all(ctx, artifacts, x_test)
+    models = ctx.metrics["models"]
+    summary = {"teacher_vs_student": ratios(models["teacher"], models[STUDENT])}
+    if f"{STUDENT}_int8" in models:
+        summary["student_vs_int8"] = ratios(models[STUDENT], models[f"{STUDENT}_int8"])
+    ctx.metrics.setdefault("summary", {}).update(summary)
+    deploy_info["files"] = _save_table_and_figures(ctx, deploy_info.get("pruning"))
+    ctx.metrics["deploy"] = deploy_info
+    ctx.timings["deploy"] = time.perf_counter() - start
+
+
+def _threads(ctx) -> int:
+    return ctx.config.deploy.timing_threads or torch.get_num_threads()
+
+
+def _cpu(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model).cpu().eval()
+
+
+def _float_artifact(ctx, name: str, model: nn.Module) -> Artifact:
+    cpu = _cpu(model)
+    return Artifact(name, cpu, _ckpt(ctx, name, ".safetensors"), cpu)
+
+
+def _ckpt(ctx, name: str, suffix: str) -> Path:
+    return ctx.out_dir / "checkpoints" / f"{name}{suffix}"
+
+
+def _add_model(
+    ctx, artifact: Artifact, extra: dict[str, Any], x_test: torch.Tensor | None = None
+) -> None:
+    """Evaluate a new model on the test split, as ``evaluate_models`` does for the trained ones."""
+    x = ctx.normalizer(ctx.tensors("test")[0]) if x_test is None else x_test
+    logits = batched_logits(artifact.predict, x)
+    y = ctx.tensors("test")[1]
+    m = classification_metrics(logits, y, ctx.test_logits["teacher"])
+    ctx.test_logits[artifact.name] = logits
+    ctx.metrics["models"][artifact.name] = {**m, **extra}
+
+
+# -- pruning ------------------------------------------------------------------------------------
+
+
+def _pct(s: float) -> str:
+    return f"{100 * s:g}".replace(".", "p")
+
+
+def _prune_all(ctx, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
+    """Every sparsity x structure: prune the student, fine-tune with KD and with hard labels."""
+    cfg = ctx.config.deploy
+    structures = ["unstructured"]
+    if cfg.prune_channels and conv_layers(ctx.models[STUDENT]):
+        structures.append("channels")
+    base = ctx.metrics["models"][STUDENT]
+    rows = []
+    for structure in structures:
+        prefix = "pruned" if structure == "unstructured" else "chpruned"
+        for target in cfg.prune:
+            row: dict[str, Any] = {
+                "structure": structure,
+                "target_sparsity": target,
+                "unpruned": {k: base[k] for k in ("accuracy", "fidelity")},
+            }
+            for finetune in ("none", "kd", "hard"):
+                name = (
+                    f"{STUDENT}_{prefix}{_pct(target)}"
+                    + {"none": "_noft", "kd": "", "hard": "_hard"}[finetune]
+                )
+                model, seconds = _pruned_student(ctx, target, structure, finetune)
+                achieved = (weight_sparsity if structure == "unstructured" else channel_sparsity)(
+                    model
+                )
+                extra = {
+                    "params": count_parameters(model),
+                    "nonzero_params": count_nonzero_parameters(model),
+                    "stage": "pruned",
+                    "source": STUDENT,
+                    "structure": structure,
+                    "sparsity": achieved["sparsity"],
+                    "finetune": finetune,
+                    "train_seconds": seconds,
+                    "best_epoch": 0,
+                }
+                art = _float_artifact(ctx, name, model)
+                _add_model(ctx, art, extra)
+                m = ctx.metrics["models"][name]
+                row[finetune] = {"name": name, "accuracy": m["accuracy"], "fidelity": m["fidelity"]}
+                row["achieved_sparsity"] = achieved["sparsity"]
+                if finetune == "none":  # pruning alone: a row of the curve, not a model to ship
+                    del ctx.metrics["models"][name], ctx.test_logits[name]
+                    continue
+                save_weights(model, art.file)
+                artifacts[name] = art
+                log.info(
+                    "%s: sparsity %.3f, accuracy %.4f", name, achieved["sparsity"], m["accuracy"]
+                )
+            rows.append(row)
+    return rows
+
+
+def _pruned_student(ctx, target: float, structure: str, finetune: str) -> tuple[nn.Module, float]:
+    """A pruned copy of the student; masks stay fixed while fine-tuning, then become permanent."""
+    cfg = ctx.config.deploy
+    student = prune_model(copy.deepcopy(ctx.models[STUDENT]), target, structure)
+    seconds = 0.0
+    if finetune != "none":
+        train_cfg: TrainConfig = ctx.config.student.train.model_copy(
+            update={"epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr}
+        )
+        seed = ctx.config.seed + 2  # the same batches for both fine-tunes: only the loss differs
+        set_seed(seed)
+        if finetune == "kd":
+            d = ctx.config.distill
+            distiller = KDDistiller(student, ctx.models["teacher"], d.temperature, d.alpha)
+            if d.cache_teacher_logits and not is_augmenting(train_cfg.augment):
+                x, y = ctx.tensors("train")
+                loader = BatchLoader(x, y, ctx.normalizer, 512, device=ctx.device)
+                distiller.set_teacher_cache(compute_logits(ctx.models["teacher"], loader))
+        else:
+            distiller = Distiller(student)
+        result = fit(
+            distiller, ctx.train_loader(train_cfg, seed), ctx.eval_loader("val"), train_cfg
+        )
+        seconds = result.seconds
+    return make_permanent(student).eval(), seconds
+
+
+# -- quantization -------------------------------------------------------------------------------
+
+
+def _quantize_all(ctx, artifacts: dict[str, Artifact]) -> dict[str, Any]:
+    """int8 copies of the distilled student and of its KD-fine-tuned pruned versions."""
+    method = quantization_method(ctx.models[STUDENT])
+    sources = [STUDENT] + [
+        n
+        for n, m in ctx.metrics["models"].items()
+        if m.get("stage") == "pruned" and m.get("finetune") == "kd"
+    ]
+    x_cal = ctx.normalizer(ctx.tensors("train")[0][:CALIBRATION_EXAMPLES])
+    for source in sources:
+        name = f"{source}_int8"
+        float_model = artifacts[source].float_model
+        if method == TORCH_DYNAMIC:
+            q = quantize_dynamic_int8(float_model)
+            file = _ckpt(ctx, name, INT8_SUFFIX)
+            save_dynamic_int8(q, file)
+            art = Artifact(name, lambda x, q=q: q(x), file, float_model)
+        else:
+            file = ctx.out_dir / "export" / f"{name}.onnx"
+            with tempfile.TemporaryDirectory() as tmp:
+                fp32 = export_onnx(float_model, x_cal, Path(tmp) / f"{source}.onnx", source)
+                quantize_onnx_static(fp32, file, x_cal)
+            art = Artifact(name, OrtModel(file, _threads(ctx)), file, float_model, "onnxruntime")
+        src = ctx.metrics["models"][source]
+        extra = {
+            "params": src["params"],
+            "nonzero_params": src.get("nonzero_params", src["params"]),
+            "stage": "int8",
+            "source": source,
+            "quantization": method,
+            "train_seconds": 0.0,
+            "best_epoch": 0,
+        }
+        _add_model(ctx, art, extra)
+        artifacts[name] = art
+    why = {
+        TORCH_DYNAMIC: "linear-only student: PyTorch dynamic quantization (int8 weights, no calibration)",
+        ORT_STATIC: "conv student: ONNX Runtime static QDQ quantization, calibrated on training examples",
+    }[method]
+    return {
+        "method": method,
+        "why": why,
+        "calibration_examples": len(x_cal) if method == ORT_STATIC else 0,
+    }
+
+
+# -- measurement and export ---------------------------------------------------------------------
+
+
+def _measure_all(ctx, artifacts: dict[str, Artifact], x_test: torch.Tensor) -> None:
+    cfg = ctx.config.deploy
+    for name, art in artifacts.items():
+        m = ctx.metrics["models"][name]
+        m["size_bytes"] = size_bytes(art.file)
+        m["flops"] = flops_per_example(art.float_model, x_test[:1])
+        m.setdefault("nonzero_params", count_nonzero_parameters(art.float_model))
+        speed = measure_speed(
+            art.predict,
+            x_test,
+            cfg.timing_warmup,
+            cfg.timing_seconds,
+            _threads(ctx),
+            cfg.timing_clock,
+        )
+        m.update({k: speed[k] for k in ("latency_ms_b1", "throughput_b256", "threads", "clock")})
+        m["runtime"] = art.runtime
+
+
+def _export_all(ctx, artifacts: dict[str, Artifact], x_test: torch.Tensor) -> None:
+    """ONNX files for the float students (the int8 ONNX ones already are)."""
+    cfg = ctx.config.deploy
+    for name, art in artifacts.items():
+        m = ctx.metrics["models"][name]
+        if name in ("teacher", "scratch") or art.runtime != "pytorch" or m.get("stage") == "int8":
+            continue
+        if m.get("finetune") == "hard":
+            continue
+        m["onnx"] = export_and_check(
+            art.float_model,
+            name,
+            x_test,
+            ctx.out_dir / "export",
+            cfg.timing_warmup,
+            cfg.timing_seconds,
+            _threads(ctx),
+            cfg.timing_clock,
+        )
+
+
+# -- saved results ------------------------------------------------------------------------------
+
+TABLE_COLUMNS = [
+    "name",
+    "stage",
+    "source",
+    "accuracy",
+    "fidelity",
+    "params",
+    "nonzero_params",
+    "size_bytes",
+    "flops",
+    "latency_ms_b1",
+    "throughput_b256",
+    "runtime",
+]
+
+
+def compression_table(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Rows teacher -> students -> pruned -> int8, with size and speed relative to the teacher."""
+    order = {"teacher": 0, "student": 1, "pruned": 2, "int8": 3}
+    rows = []
+    for name, m in models.items():
+        stage = m.get("stage") or ("teacher" if name == "teacher" else "student")
+        row = {c: m.get(c) for c in TABLE_COLUMNS}
+        row.update(name=name, stage=stage, source=m.get("source"))
+        rows.append(row)
+    rows.sort(key=lambda r: order.get(r["stage"], 9))
+    teacher = models["teacher"]
+    for row in rows:
+        row["size_vs_teacher"] = (
+            row["size_bytes"] / teacher["size_bytes"] if row.get("size_bytes") else None
+        )
+    return {"columns": [*TABLE_COLUMNS, "size_vs_teacher"], "rows": rows}
+
+
+def _save_table_and_figures(ctx, pruning: list[dict[str, Any]] | None) -> dict[str, str]:
+    from kdlens.deploy import figures  # matplotlib: imported only when a run gets this far
+
+    folder = ctx.out_dir / "figures"
+    folder.mkdir(exist_ok=True)
+    table = compression_table(ctx.metrics["models"])
+    write_json(folder / "compression_table.json", table)
+    files = {"table": "figures/compression_table.json"}
+    fig = figures.accuracy_vs_size(table)
+    fig.savefig(folder / "compression_accuracy_vs_size.png", dpi=120, bbox_inches="tight")
+    files["accuracy_vs_size"] = "figures/compression_accuracy_vs_size.png"
+    if pruning:
+        write_json(folder / "pruning.json", pruning)
+        fig2 = figures.pruning_curves(pruning)
+        fig2.savefig(folder / "pruning_accuracy_vs_sparsity.png", dpi=120, bbox_inches="tight")
+        files["pruning"] = "figures/pruning.json"
+        files["pruning_plot"] = "figures/pruning_accuracy_vs_sparsity.png"
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return files
