@@ -24,10 +24,12 @@ def render_report(run_dir: str | Path, explain: dict[str, Any], metrics: dict[st
     """Draw the figures and write report.html from saved results only."""
     from kdlens.report.figures import save_figures
     from kdlens.report.html import render_html
+    from kdlens.report.sections import extra_sections
 
     run = Path(run_dir)
     figures = save_figures(explain, run / FIGURES_DIR)
-    page = render_html(metrics, explain, figures, title=f"kdlens report: {run.resolve().name}")
+    title = f"kdlens report: {run.resolve().name}"
+    page = render_html(metrics, explain, figures, title, extra_sections(run / FIGURES_DIR))
     write_bytes_atomic(run / REPORT_FILE, page.encode("utf-8"))
     return run / REPORT_FILE
 

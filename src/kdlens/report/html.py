@@ -85,8 +85,13 @@ def how(text: str) -> str:
 
 
 def render_html(
-    metrics: dict[str, Any], explain: dict[str, Any], figures: dict[str, Path], title: str
+    metrics: dict[str, Any],
+    explain: dict[str, Any],
+    figures: dict[str, Path],
+    title: str,
+    extra: list[str] | None = None,
 ) -> str:
+    """The page; ``extra`` holds ready HTML sections from other stages, placed before timings."""
     models = metrics.get("models", {})
     dk, at, fa, dis = (
         explain["dark_knowledge"],
@@ -195,6 +200,7 @@ def render_html(
         ),
         _per_class_accuracy(explain),
         _disagreement_block(dis, fig("disagreements")),
+        *(extra or []),
         "<h2>Timings</h2>",
         how("Seconds per stage of the run and of these explanations."),
         table(
