@@ -75,7 +75,10 @@ def path_metrics(run_dir: Path, seed: int) -> dict[str, dict[str, float]]:
         tree = create_model("soft_tree", ds.input_shape, 10, **config.student.model_args)
         load_weights(tree, run_dir / "checkpoints" / f"{name}.safetensors")
         logits = tree.eval().path_predict(x)
-        out[name] = {"path_accuracy": accuracy(logits, y), "path_fidelity": fidelity(logits, t_logits)}
+        out[name] = {
+            "path_accuracy": accuracy(logits, y),
+            "path_fidelity": fidelity(logits, t_logits),
+        }
     return out
 
 
@@ -117,9 +120,18 @@ def main() -> None:
                 for key in ("accuracy", "fidelity", "path_accuracy", "path_fidelity"):
                     if key in m:
                         arms.setdefault(arm, {}).setdefault(key, []).append(m[key])
-            (out / "summary.json").write_text(json.dumps({"recipes": RECIPES, "results": results}, indent=2))
-            print(recipe, seed, {a: round(metrics["models"][a]["accuracy"], 4) for a in ("scratch", "kd")}, flush=True)
-    print("| recipe | teacher | hard labels (mixture) | distilled (mixture) | hard (path) | distilled (path) |")
+            (out / "summary.json").write_text(
+                json.dumps({"recipes": RECIPES, "results": results}, indent=2)
+            )
+            print(
+                recipe,
+                seed,
+                {a: round(metrics["models"][a]["accuracy"], 4) for a in ("scratch", "kd")},
+                flush=True,
+            )
+    print(
+        "| recipe | teacher | hard labels (mixture) | distilled (mixture) | hard (path) | distilled (path) |"
+    )
     print("|---|---|---|---|---|---|")
     for recipe, arms in results.items():
         cells = [

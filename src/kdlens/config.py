@@ -100,7 +100,9 @@ class ReadableConfig(_Strict):
     alpha: float | None = Field(None, ge=0, le=1, description="null: distill.alpha")
     tree_depth: int = Field(8, ge=1, le=30)
     tree_max_leaves: int | None = Field(None, ge=2)
-    logistic_c: float = Field(0.1, gt=0, description="inverse L1 strength of the logistic surrogate")
+    logistic_c: float = Field(
+        0.1, gt=0, description="inverse L1 strength of the logistic surrogate"
+    )
     surrogate_temperature: float = Field(
         1.0, gt=0, description="surrogates fit softmax(teacher logits / T); undone when evaluated"
     )
@@ -108,9 +110,7 @@ class ReadableConfig(_Strict):
         "train", description="surrogates' transfer set: the training split, or it plus copies"
     )
     transfer_copies: int = Field(4, ge=1, description="augmented copies of the training split")
-    sweeps: list[Literal["tree", "soft_tree", "logistic"]] = Field(
-        default_factory=lambda: ["tree"]
-    )
+    sweeps: list[Literal["tree", "soft_tree", "logistic"]] = Field(default_factory=lambda: ["tree"])
     sweep_tree_depths: list[int] = Field(default_factory=lambda: list(range(1, 13)))
     sweep_soft_tree_depths: list[int] = Field(default_factory=lambda: list(range(2, 9)))
     sweep_logistic_c: list[float] = Field(default_factory=lambda: [0.003, 0.01, 0.03, 0.1, 1.0])

@@ -32,6 +32,7 @@ from kdlens.data import (
 from kdlens.distill import Distiller, compute_logits, create_distiller
 from kdlens.errors import KdlensError
 from kdlens.evaluate import classification_metrics
+from kdlens.explain.readable_stage import readable_stage
 from kdlens.models import count_parameters, create_model
 from kdlens.train import TrainResult, fit
 from kdlens.utils import resolve_device, set_seed, write_json
@@ -278,6 +279,7 @@ def run(
     train_teacher(ctx)
     train_students(ctx)
     evaluate_models(ctx)
+    readable_stage(ctx)
     # Later stages go here, each reading and adding to ctx (models, ctx.metrics, ctx.timings).
     ctx.timings["total"] = time.perf_counter() - total
     metrics = metrics_document(ctx)

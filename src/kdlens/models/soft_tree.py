@@ -47,7 +47,10 @@ def path_log_probs(node_logits: torch.Tensor, depth: int) -> tuple[torch.Tensor,
 
 
 def soft_tree_leaf_loss(
-    log_leaf_reach: torch.Tensor, leaf_logits: torch.Tensor, target: torch.Tensor, temperature: float
+    log_leaf_reach: torch.Tensor,
+    leaf_logits: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float,
 ) -> torch.Tensor:
     """Frosst & Hinton eq. 2: sum_l P_l(x) KL(target || softmax(phi_l / T)), batch mean.
 

@@ -1,0 +1,1 @@
+"""Explanations of what was distilled: readable students (surrogates, soft trees), ..."""
