@@ -241,7 +241,7 @@ def complexity_curve_figure(family: str, curve: dict[str, Any]):
     """Fidelity and accuracy against complexity, distilled vs hard labels."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     x = curve["values"]
-    for ax, metric in zip(axes, ("fidelity", "accuracy")):
+    for ax, metric in zip(axes, ("fidelity", "accuracy"), strict=True):
         for arm, style in (("kd", "-o"), ("scratch", "--s")):
             label = "distilled (teacher soft targets)" if arm == "kd" else "hard labels"
             ax.plot(x, curve[arm][metric], style, label=label, markersize=3)
