@@ -189,10 +189,13 @@ def soft_tree_path_figure(model, x: torch.Tensor, kind: str, input_shape, names,
 def tree_figure(estimator, names: list[str], class_names: list[str]):
     from sklearn.tree import plot_tree
 
-    fig, ax = plt.subplots(figsize=(14, 7))
+    # Ten-class value vectors are wide: draw fewer levels, the rules file has them all.
+    levels = 3 if len(class_names) <= 3 else 2
+    fig, ax = plt.subplots(figsize=(16, 7))
     plot_tree(
         estimator,
-        max_depth=3,
+        max_depth=levels,
+        precision=2,
         feature_names=names,
         class_names=class_names,
         filled=True,
@@ -202,7 +205,7 @@ def tree_figure(estimator, names: list[str], class_names: list[str]):
         proportion=True,
     )
     ax.set_title(
-        f"decision tree (first 3 of {estimator.get_depth()} levels; full rules in readable/)",
+        f"decision tree (first {levels} of {estimator.get_depth()} levels; full rules in readable/)",
         fontsize=9,
     )
     return fig

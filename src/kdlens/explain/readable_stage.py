@@ -106,15 +106,12 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
     x, y = ctx.tensors("train")
     xs, labels = [x], [y.numpy()]
     if cfg.transfer == "augmented":
-        g = torch.Generator().manual_seed(ctx.config.seed + 7)
-        for _ in range(cfg.transfer_copies):
-            if x.ndim == 4:
-                shift = max(1, ctx.config.teacher.train.augment.shift)
-                xs.append(random_shift(x, shift, g))
-            else:
-                noise = torch.randn(x.shape, generator=g) * TABULAR_NOISE
-                xs.append(x + noise * ctx.normalizer.std)
-            labels.append(np.full(len(y), -1))
+        shift = max(1, ctx.config.teacher.train.augment.shift)
+        copies = augmented_copies(
+            x, cfg.transfer_copies, shift, ctx.normalizer, ctx.config.seed + 7
+        )
+        xs.append(copies)
+        labels.append(np.full(len(copies), -1))
     raw = torch.cat(xs)
     norm = ctx.normalizer(raw)
     probs = teacher_probabilities(teacher, norm.to(ctx.device))
@@ -124,6 +121,20 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
         labels=np.concatenate(labels),
         teacher_probs=probs,
     )
+
+
+def augmented_copies(
+    x: torch.Tensor, copies: int, shift: int, normalizer, seed: int
+) -> torch.Tensor:
+    """``copies`` perturbed copies of ``x`` (raw units): image shifts, or tabular jitter."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(copies):
+        if x.ndim == 4:
+            out.append(random_shift(x, shift, g))
+        else:
+            out.append(x + torch.randn(x.shape, generator=g) * TABULAR_NOISE * normalizer.std)
+    return torch.cat(out)
 
 
 def train_soft_trees(
