@@ -138,14 +138,14 @@ def augmented_copies(
 
 
 def train_soft_trees(
-    ctx, cfg: ReadableConfig, model_args: dict, record: bool = True
+    ctx, cfg: ReadableConfig, model_args: dict, record: bool = True, seed: int | None = None
 ) -> dict[str, torch.nn.Module]:
     """Train ``soft_tree_scratch`` and ``soft_tree_kd`` with the same init and batch order.
 
     ``record`` adds them to the run (models, checkpoints, histories); sweeps only need the models.
     """
     spec = ModelSpec(model="soft_tree", model_args=model_args, train=cfg.soft_tree.train)
-    seed = ctx.config.seed + 11
+    seed = ctx.config.seed + 11 if seed is None else seed
     set_seed(seed)
     scratch = Distiller(ctx.build(spec))
     set_seed(seed)

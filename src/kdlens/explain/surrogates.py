@@ -101,8 +101,14 @@ def ebm_available() -> bool:
     return True
 
 
-def fit_surrogate(estimator: Any, x: np.ndarray, target: np.ndarray) -> Any:
-    """Fit on hard labels (target (N,) ints) or on class distributions (target (N, K))."""
+def fit_surrogate(
+    estimator: Any, x: np.ndarray, target: np.ndarray, total_weight: float | None = None
+) -> Any:
+    """Fit on hard labels (target (N,) ints) or on class distributions (target (N, K)).
+
+    ``total_weight`` rescales the soft rows' weights to that sum (default N): a transfer set with
+    extra copies must not weaken the L1 penalty just by adding rows.
+    """
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -112,6 +118,8 @@ def fit_surrogate(estimator: Any, x: np.ndarray, target: np.ndarray) -> Any:
         kwargs: dict = {}
     else:
         xr, yr, wr = soft_label_rows(x, target)
+        if total_weight is not None:
+            wr = wr * (total_weight / len(x))
         args, kwargs = (xr, yr), {"sample_weight": wr}
     with warnings.catch_warnings():
         # A capped solver is a deliberate speed/accuracy trade; the curves show what it cost.
@@ -192,7 +200,8 @@ def fit_pair(
     scratch = fit_surrogate(make_surrogate(kind, complexity, seed, max_leaves), x[keep], labels)
     mid = time.perf_counter()
     soft = soft_targets_np(transfer.teacher_probs, temperature)
-    kd = fit_surrogate(make_surrogate(kind, complexity, seed, max_leaves), x, soft)
+    # As much total weight as the hard-label twin's data, so both face the same L1 strength.
+    kd = fit_surrogate(make_surrogate(kind, complexity, seed, max_leaves), x, soft, int(keep.sum()))
     end = time.perf_counter()
     return (
         FittedSurrogate(f"{kind}_kd", kind, kd, uses_raw, temperature, end - mid),
