@@ -80,6 +80,8 @@ def one_seed(ds, split, teacher, seed: int, depths, cs, copies: int) -> dict:
     t_logits = torch.as_tensor(np.log(np.maximum(t_probs, 1e-12)))
     out = {"teacher_accuracy": accuracy(t_logits, t_y)}
     for family, values in (("tree", depths), ("logistic", cs)):
+        if not values:
+            continue
         curve = {"values": values}
         for value in values:
             start = time.perf_counter()
@@ -101,6 +103,8 @@ def summarise(per_seed: list[dict]) -> dict:
     first = per_seed[0]
     summary = {"teacher_accuracy": ms([r["teacher_accuracy"] for r in per_seed])}
     for family in ("tree", "logistic"):
+        if family not in first:
+            continue
         summary[family] = {"values": first[family]["values"]}
         for arm in ("kd", "scratch"):
             for metric in ("fidelity", "accuracy"):
@@ -117,7 +121,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--mnist-runs", nargs="*", default=[], help="run folders, one per seed")
     parser.add_argument("--depths", type=int, nargs="+", default=DEPTHS)
-    parser.add_argument("--cs", type=float, nargs="+", default=CS)
+    parser.add_argument("--cs", type=float, nargs="*", default=CS, help="none: skip logistic")
     parser.add_argument("--out", default="benchmarks/results/surrogates.json")
     parser.add_argument(
         "--augmented-copies", type=int, default=0, help="teacher-labelled perturbed copies"
@@ -142,6 +146,8 @@ def main() -> None:
         t = s["teacher_accuracy"]
         print(f"\n{name} (teacher accuracy {100 * t[0]:.1f} ± {100 * t[1]:.1f})")
         for family, label in (("tree", "depth"), ("logistic", "C")):
+            if family not in s:
+                continue
             print(
                 f"| {label} | fidelity distilled | fidelity hard labels | acc. distilled | acc. hard |"
             )
