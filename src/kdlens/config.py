@@ -94,8 +94,10 @@ class ReadableConfig(_Strict):
         default_factory=lambda: ["soft_tree", "tree"]
     )
     soft_tree: ModelSpec = Field(default_factory=_default_soft_tree)
+    # T = 1, not distill.temperature: on the tree's leaf logits T > 1 hurt in our benchmarks
+    # (docs/benchmarks.md, "Readable students").
     temperature: float | None = Field(
-        None, gt=0, description="soft tree's distillation temperature; null: distill.temperature"
+        1.0, gt=0, description="soft tree's distillation temperature; null: distill.temperature"
     )
     alpha: float | None = Field(None, ge=0, le=1, description="null: distill.alpha")
     tree_depth: int = Field(8, ge=1, le=30)
