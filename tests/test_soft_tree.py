@@ -87,3 +87,30 @@ def test_soft_tree_arguments_are_checked():
         create_model("soft_tree", (4,), 2, depth=0)
     with pytest.raises(ConfigError, match="penalty"):
         create_model("soft_tree", (4,), 2, penalty=-1)
+
+
+@pytest.mark.parametrize("shape, kind", [((1, 8, 8), "image"), ((5,), "tabular")])
+def test_soft_tree_figures_draw_for_images_and_tables(shape, kind):
+    import matplotlib.pyplot as plt
+
+    from kdlens.explain.readable_figures import (
+        soft_tree_leaves_figure,
+        soft_tree_nodes_figure,
+        soft_tree_path_figure,
+    )
+
+    tree = create_model("soft_tree", shape, 3, depth=3).eval()
+    names = [f"f{i}" for i in range(math.prod(shape))]
+    classes = ["a", "b", "c"]
+    x = torch.randn(1, *shape)
+    path = soft_tree_path_figure(tree, x, kind, shape, names, classes)
+    titles = [ax.get_title() for ax in path.axes]
+    leaf = int(tree.most_probable_leaf(x)[0])
+    assert f"leaf {leaf}" in titles and sum(t.startswith("node ") for t in titles) == 3
+    for fig in (
+        path,
+        soft_tree_nodes_figure(tree, kind, shape, names),
+        soft_tree_leaves_figure(tree, classes),
+    ):
+        assert fig.axes
+        plt.close(fig)
