@@ -30,13 +30,14 @@ from kdlens.evaluate.metrics import accuracy, fidelity
 from kdlens.explain.readable_stage import train_soft_trees
 from kdlens.pipeline import prepare
 
-# recipe -> (temperature, alpha, augment shift, lr, epochs)
-RECIPES: dict[str, tuple[float, float, int, float, int]] = {
+# recipe -> (temperature, alpha, augment shift, lr, epochs[, balance penalty])
+RECIPES: dict[str, tuple] = {
     "probe": (1.0, 0.0, 0, 0.01, 30),  # the failed probe
     "t4": (4.0, 0.0, 0, 0.01, 30),  # T on the leaf logits, not the log-mixture
     "t4_aug": (4.0, 0.0, 2, 0.01, 30),  # + teacher-labelled shifted images (both twins shifted)
     "t1_aug": (1.0, 0.0, 2, 0.01, 30),
     "t20": (20.0, 0.0, 0, 0.01, 30),
+    "t4_pen": (4.0, 0.0, 0, 0.01, 30, 1.6),  # penalty scaled by T^2 like the soft term
 }
 
 
@@ -69,9 +70,11 @@ def main() -> None:
         "recipes": {},
     }
     for recipe in args.recipes:
-        t, alpha, shift, lr, epochs = RECIPES[recipe]
+        t, alpha, shift, lr, epochs, *rest = RECIPES[recipe]
+        penalty = rest[0] if rest else 0.1
         train = TrainConfig(epochs=epochs, lr=lr, augment=AugmentConfig(shift=shift))
-        spec = ModelSpec(model="soft_tree", model_args={"depth": args.depth}, train=train)
+        model_args = {"depth": args.depth, "penalty": penalty}
+        spec = ModelSpec(model="soft_tree", model_args=model_args, train=train)
         cfg = ReadableConfig(soft_tree=spec, temperature=t, alpha=alpha)
         rows: dict = {}
         for seed in args.seeds:
@@ -91,7 +94,8 @@ def main() -> None:
             print(recipe, seed, f"{time.perf_counter() - start:.0f}s",
                   {a: round(r["accuracy"][-1], 4) for a, r in rows.items()}, flush=True)  # fmt: skip
         results["recipes"][recipe] = {
-            "temperature": t, "alpha": alpha, "shift": shift, "lr": lr, "epochs": epochs, **rows
+            "temperature": t, "alpha": alpha, "shift": shift, "lr": lr, "epochs": epochs,
+            "penalty": penalty, **rows
         }  # fmt: skip
         Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"teacher accuracy {100 * results['teacher_accuracy']:.2f}")
