@@ -49,7 +49,8 @@ def readable_stage(ctx) -> None:
     teacher = ctx.models["teacher"]
     test = _arrays(ctx, "test")
     t_test = ctx.test_logits["teacher"]
-    transfer = build_transfer(ctx, cfg, teacher)
+    needs_transfer = any(k != "soft_tree" for k in [*cfg.students, *cfg.sweeps])
+    transfer = build_transfer(ctx, cfg, teacher) if needs_transfer else None
     extras: dict[str, Any] = {"figures": [], "rules": []}
     surrogates: dict[str, FittedSurrogate] = {}
     for kind in cfg.students:
@@ -77,7 +78,8 @@ def readable_stage(ctx) -> None:
         from kdlens.explain.readable_figures import save_readable_figures
 
         extras.update(save_readable_figures(ctx, surrogates, test))
-    extras["transfer"] = {"kind": cfg.transfer, "n_examples": len(transfer.raw)}
+    if transfer is not None:
+        extras["transfer"] = {"kind": cfg.transfer, "n_examples": len(transfer.raw)}
     ctx.metrics["readable"] = extras
     ctx.timings["readable"] = time.perf_counter() - start
 
