@@ -45,7 +45,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _print_summary(metrics: dict) -> None:
     cols = ["accuracy", "fidelity", "kl_to_teacher", "ece", "nll", "params", "train_seconds"]
-    print(f"\n{'model':<20}" + "".join(f"{c:>15}" for c in cols))
+    width = max(12, *(len(name) + 1 for name in metrics["models"]))
+    print(f"\n{'model':<{width}}" + "".join(f"{c:>15}" for c in cols))
     for name, m in metrics["models"].items():
         cells = []
         for c in cols:
@@ -53,7 +54,7 @@ def _print_summary(metrics: dict) -> None:
             cells.append(
                 f"{'-':>15}" if v is None else f"{v:>15,}" if isinstance(v, int) else f"{v:>15.4f}"
             )
-        print(f"{name:<20}" + "".join(cells))
+        print(f"{name:<{width}}" + "".join(cells))
     gap = metrics["summary"].get("gap_closed")
     if gap is not None:
         print(f"\ndistillation closed {100 * gap:.0f}% of the teacher-scratch accuracy gap")

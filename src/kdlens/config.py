@@ -203,6 +203,50 @@ class DeployConfig(_Strict):
         return self
 
 
+def _default_soft_tree() -> ModelSpec:
+    return ModelSpec(
+        model="soft_tree",
+        model_args={"depth": 6, "penalty": 0.1},
+        train=TrainConfig(epochs=15, lr=0.01, batch_size=64),
+    )
+
+
+class ReadableConfig(_Strict):
+    """Students a person can read (issue 4): a soft decision tree and scikit-learn surrogates.
+
+    Each runs twice, distilled from the teacher (``<name>_kd``) and on hard labels
+    (``<name>_scratch``). See docs/readable.md.
+    """
+
+    students: list[Literal["soft_tree", "tree", "logistic", "ebm"]] = Field(
+        default_factory=lambda: ["soft_tree", "tree"]
+    )
+    soft_tree: ModelSpec = Field(default_factory=_default_soft_tree)
+    # T = 1, not distill.temperature: on the tree's leaf logits T > 1 hurt in our benchmarks
+    # (docs/benchmarks.md, "Readable students").
+    temperature: float | None = Field(
+        1.0, gt=0, description="soft tree's distillation temperature; null: distill.temperature"
+    )
+    alpha: float | None = Field(None, ge=0, le=1, description="null: distill.alpha")
+    tree_depth: int = Field(8, ge=1, le=30)
+    tree_max_leaves: int | None = Field(None, ge=2)
+    logistic_c: float = Field(
+        0.1, gt=0, description="inverse L1 strength of the logistic surrogate"
+    )
+    surrogate_temperature: float = Field(
+        1.0, gt=0, description="surrogates fit softmax(teacher logits / T); undone when evaluated"
+    )
+    transfer: Literal["train", "augmented"] = Field(
+        "train", description="surrogates' transfer set: the training split, or it plus copies"
+    )
+    transfer_copies: int = Field(4, ge=1, description="augmented copies of the training split")
+    sweeps: list[Literal["tree", "soft_tree", "logistic"]] = Field(default_factory=lambda: ["tree"])
+    sweep_tree_depths: list[int] = Field(default_factory=lambda: list(range(1, 13)))
+    sweep_soft_tree_depths: list[int] = Field(default_factory=lambda: list(range(2, 9)))
+    sweep_logistic_c: list[float] = Field(default_factory=lambda: [0.003, 0.01, 0.03, 0.1, 1.0])
+    figures: bool = True
+
+
 class RunConfig(_Strict):
     seed: int = 0
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -212,6 +256,7 @@ class RunConfig(_Strict):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    readable: ReadableConfig = Field(default_factory=ReadableConfig)
 
     @field_validator("device")
     @classmethod

@@ -37,6 +37,7 @@ from kdlens.distill.transfer import student_tensors, teacher_tensors
 from kdlens.errors import KdlensError
 from kdlens.evaluate import classification_metrics
 from kdlens.evaluate.omitted import omitted_class_stage
+from kdlens.explain.readable_stage import readable_stage
 from kdlens.models import count_parameters, create_model
 from kdlens.report import report_stage
 from kdlens.tracking import TensorBoardLogger
@@ -300,6 +301,7 @@ def run(
     train_teacher(ctx)
     train_students(ctx)
     evaluate_models(ctx)
+    readable_stage(ctx)
     omitted_class_stage(ctx)
     deploy(ctx)
     # Later stages go here, each reading and adding to ctx (models, ctx.metrics, ctx.timings).

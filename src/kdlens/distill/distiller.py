@@ -15,7 +15,7 @@ from kdlens.distill.adaptive import (
     schedule_value,
     weighted_kd_loss_parts,
 )
-from kdlens.distill.losses import kd_loss_parts
+from kdlens.distill.losses import kd_loss_parts, soft_targets
 from kdlens.errors import ConfigError
 from kdlens.registry import Registry
 
@@ -63,9 +63,30 @@ class Distiller(nn.Module):
             setattr(self, attribute, schedule_value(kind, start, end, progress))
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if has_own_loss(self.student):
+            return own_loss(self.student, batch.x, {"ce": (batch.labels, 1.0, 1.0)})
         logits = self.student(batch.x)
         ce = F.cross_entropy(logits, batch.labels)
         return {"loss": ce, "ce": ce.detach(), "logits": logits}
+
+
+def has_own_loss(student: nn.Module) -> bool:
+    """A student whose loss is not a function of its logits alone defines ``loss_parts``.
+
+    ``student.loss_parts(x, {name: (target, temperature, weight)})`` gets each target as (B,)
+    class indices or (B, K) class distributions, and returns one weighted scalar per target, any
+    terms of its own (e.g. a penalty) and ``logits``. The distillers build the targets and
+    weights; the student decides how a temperature applies to it (e.g. the soft decision tree).
+    """
+    return callable(getattr(student, "loss_parts", None))
+
+
+def own_loss(student: nn.Module, x: torch.Tensor, targets) -> dict[str, torch.Tensor]:
+    """The Distiller contract's dict from a student's ``loss_parts``."""
+    parts = student.loss_parts(x, targets)
+    logits = parts.pop("logits")
+    detached = {k: v.detach() for k, v in parts.items()}
+    return {"loss": sum(parts.values()), **detached, "logits": logits}
 
 
 class TeacherDistiller(Distiller):
@@ -131,6 +152,15 @@ class KDDistiller(TeacherDistiller):
         return kd_loss_parts(logits, teacher_logits, batch.labels, self.temperature, self.alpha)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if has_own_loss(self.student):
+            # Same weights as kd_loss_parts: alpha on hard labels, (1 - alpha) T^2 on soft targets.
+            t = self.temperature
+            teacher = self.teacher_logits(batch)
+            targets = {
+                "ce": (batch.labels, 1.0, self.alpha),
+                "kd": (soft_targets(teacher, t), t, (1.0 - self.alpha) * t**2),
+            }
+            return own_loss(self.student, batch.x, targets)
         logits = self.student(batch.x)
         parts = self.logit_loss_parts(logits, self.teacher_logits(batch), batch)
         return loss_dict(parts, logits)

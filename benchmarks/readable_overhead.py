@@ -1,0 +1,56 @@
+"""What the default readable students add to the default run: the readable stage alone, on a
+saved teacher, timed in wall-clock and in CPU seconds of this process (on a shared machine the CPU
+seconds are the better estimate of the wall-clock time on an idle one, with one thread).
+
+    OMP_NUM_THREADS=1 python benchmarks/readable_overhead.py --teacher-run RUN_DIR \
+        --out benchmarks/results/readable_overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from kdlens.config import load_config
+from kdlens.distill import compute_logits
+from kdlens.explain.readable_stage import readable_stage
+from kdlens.pipeline import prepare
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--teacher-run", required=True, help="a default run folder (seed 0)")
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--out", default="benchmarks/results/readable_overhead.json")
+    args = parser.parse_args()
+    ckpt = Path(args.teacher_run) / "checkpoints" / "teacher.safetensors"
+    config = load_config(None, [f"teacher.checkpoint={ckpt}", *args.set])
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = prepare(config, Path(tmp) / "run")
+        (ctx.out_dir / "checkpoints").mkdir(parents=True)
+        ctx.test_logits["teacher"] = compute_logits(ctx.models["teacher"], ctx.eval_loader("test"))
+        ctx.metrics["models"] = {}
+        wall, cpu = time.perf_counter(), time.process_time()
+        readable_stage(ctx)
+        result = {
+            "wall_seconds": time.perf_counter() - wall,
+            "cpu_seconds": time.process_time() - cpu,
+            "torch_threads": torch.get_num_threads(),
+            "stage_timings": {k: v for k, v in ctx.timings.items() if k != "data"},
+            "readable": config.readable.model_dump(mode="json"),
+            "models": {
+                n: {k: m[k] for k in ("accuracy", "fidelity") if k in m}
+                for n, m in ctx.metrics["models"].items()
+            },
+        }
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("wall_seconds", "cpu_seconds", "models")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""The run stage for students a person can read (issue 4).
+
+For each readable student in ``config.readable.students`` it trains or fits a distilled version
+(``<name>_kd``) and a hard-label twin (``<name>_scratch``), evaluates both like every other model
+(plus the most-probable-path prediction of soft trees), sweeps complexity for the families in
+``config.readable.sweeps`` into ``metrics["complexity_curves"]``, and saves figures and rules
+under the run folder (``figures/readable_*.png``, ``readable/*.txt``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdlens.checkpoints import save_weights
+from kdlens.config import ModelSpec, ReadableConfig
+from kdlens.data import BatchLoader, is_augmenting
+from kdlens.data.transforms import random_shift
+from kdlens.distill import Distiller, compute_logits, create_distiller
+from kdlens.evaluate import classification_metrics
+from kdlens.evaluate.metrics import accuracy, fidelity
+from kdlens.explain.surrogates import (
+    FittedSurrogate,
+    TransferSet,
+    complexity_of,
+    ebm_available,
+    fit_pair,
+)
+from kdlens.explain.teachers import teacher_probabilities
+from kdlens.models import count_parameters
+from kdlens.train import fit
+from kdlens.utils import set_seed, write_json
+
+log = logging.getLogger("kdlens")
+
+TABULAR_NOISE = 0.3  # std of the augmented copies' jitter, in standardised units
+
+
+def readable_stage(ctx) -> None:
+    """Add readable students, their hard-label twins and complexity curves to ``ctx``."""
+    cfg: ReadableConfig = ctx.config.readable
+    if not cfg.students and not cfg.sweeps:
+        return
+    start = time.perf_counter()
+    teacher = ctx.models["teacher"]
+    test = _arrays(ctx, "test")
+    t_test = ctx.test_logits["teacher"]
+    needs_transfer = any(k != "soft_tree" for k in [*cfg.students, *cfg.sweeps])
+    transfer = build_transfer(ctx, cfg, teacher) if needs_transfer else None
+    extras: dict[str, Any] = {"figures": [], "rules": []}
+    surrogates: dict[str, FittedSurrogate] = {}
+    for kind in cfg.students:
+        if kind == "soft_tree":
+            for name in train_soft_trees(ctx, cfg, cfg.soft_tree.model_args):
+                _evaluate_soft_tree(ctx, name, t_test)
+            continue
+        if kind == "ebm" and not ebm_available():
+            log.warning("readable: skipping 'ebm' (pip install 'kdlens[interpret]')")
+            continue
+        pair = fit_pair(
+            kind,
+            transfer,
+            _complexity(cfg, kind),
+            cfg.surrogate_temperature,
+            ctx.config.seed,
+            cfg.tree_max_leaves,
+        )
+        for fitted in pair:
+            surrogates[fitted.name] = fitted
+            _evaluate_surrogate(ctx, fitted, test, t_test)
+    if cfg.sweeps:
+        ctx.metrics["complexity_curves"] = complexity_curves(ctx, cfg, transfer, test, t_test)
+    if cfg.figures:
+        from kdlens.explain.readable_figures import save_readable_figures
+
+        extras.update(save_readable_figures(ctx, surrogates, test))
+    if transfer is not None:
+        extras["transfer"] = {"kind": cfg.transfer, "n_examples": len(transfer.raw)}
+    ctx.metrics["readable"] = extras
+    ctx.timings["readable"] = time.perf_counter() - start
+
+
+def _complexity(cfg: ReadableConfig, kind: str) -> float | None:
+    if kind == "tree":
+        return cfg.tree_depth
+    if kind == "logistic":
+        return cfg.logistic_c
+    return None
+
+
+def _arrays(ctx, part: str) -> dict[str, Any]:
+    x, y = ctx.tensors(part)
+    norm = ctx.normalizer(x)
+    return {"raw": x.flatten(1).numpy(), "norm": norm.flatten(1).numpy(), "x": norm, "y": y}
+
+
+def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
+    """The training split, plus (``transfer: augmented``) copies the teacher labels.
+
+    Images get random shifts (the teacher's own augmentation, at least 1 pixel); tabular rows get
+    Gaussian jitter of TABULAR_NOISE standard deviations. The copies have no true label, so only
+    the distilled students see them.
+    """
+    x, y = ctx.tensors("train")
+    xs, labels = [x], [y.numpy()]
+    if cfg.transfer == "augmented":
+        shift = max(1, ctx.config.teacher.train.augment.shift)
+        copies = augmented_copies(
+            x, cfg.transfer_copies, shift, ctx.normalizer, ctx.config.seed + 7
+        )
+        xs.append(copies)
+        labels.append(np.full(len(copies), -1))
+    raw = torch.cat(xs)
+    norm = ctx.normalizer(raw)
+    probs = teacher_probabilities(teacher, norm.to(ctx.device))
+    return TransferSet(
+        raw=raw.flatten(1).numpy(),
+        norm=norm.flatten(1).numpy(),
+        labels=np.concatenate(labels),
+        teacher_probs=probs,
+    )
+
+
+def augmented_copies(
+    x: torch.Tensor, copies: int, shift: int, normalizer, seed: int
+) -> torch.Tensor:
+    """``copies`` perturbed copies of ``x`` (raw units): image shifts, or tabular jitter."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(copies):
+        if x.ndim == 4:
+            out.append(random_shift(x, shift, g))
+        else:
+            out.append(x + torch.randn(x.shape, generator=g) * TABULAR_NOISE * normalizer.std)
+    return torch.cat(out)
+
+
+def train_soft_trees(
+    ctx, cfg: ReadableConfig, model_args: dict, record: bool = True, seed: int | None = None
+) -> dict[str, torch.nn.Module]:
+    """Train ``soft_tree_scratch`` and ``soft_tree_kd`` with the same init and batch order.
+
+    ``record`` adds them to the run (models, checkpoints, histories); sweeps only need the models.
+    """
+    spec = ModelSpec(model="soft_tree", model_args=model_args, train=cfg.soft_tree.train)
+    seed = ctx.config.seed + 11 if seed is None else seed
+    set_seed(seed)
+    scratch = Distiller(ctx.build(spec))
+    set_seed(seed)
+    distiller = create_distiller(
+        "kd",
+        ctx.build(spec),
+        ctx.models["teacher"],
+        temperature=cfg.temperature or ctx.config.distill.temperature,
+        alpha=ctx.config.distill.alpha if cfg.alpha is None else cfg.alpha,
+    )
+    if not is_augmenting(spec.train.augment):
+        x, y = ctx.tensors("train")
+        loader = BatchLoader(x, y, ctx.normalizer, 512, device=ctx.device)
+        distiller.set_teacher_cache(compute_logits(ctx.models["teacher"], loader))
+    return {
+        "soft_tree_scratch": _train(ctx, "soft_tree_scratch", scratch, spec, seed, record),
+        "soft_tree_kd": _train(ctx, "soft_tree_kd", distiller, spec, seed, record),
+    }
+
+
+def _train(ctx, name: str, distiller, spec: ModelSpec, seed: int, record: bool):
+    start = time.perf_counter()
+    set_seed(seed)
+    result = fit(
+        distiller,
+        ctx.train_loader(spec.train, seed),
+        ctx.eval_loader("val"),
+        spec.train,
+        desc=name,
+        progress=ctx.progress,
+    )
+    model = distiller.student.eval()
+    if record:
+        ctx.models[name] = model
+        ctx.train_results[name] = result
+        save_weights(model, ctx.out_dir / "checkpoints" / f"{name}.safetensors")
+        write_json(ctx.out_dir / f"history_{name}.json", result.history)
+        ctx.timings[name] = time.perf_counter() - start
+    return model
+
+
+def _evaluate_soft_tree(ctx, name: str, t_test: torch.Tensor) -> None:
+    """Both predictions: the mixture (the model's logits) and the most probable path."""
+    model = ctx.models[name]
+    loader = ctx.eval_loader("test")
+    logits = compute_logits(model, loader)
+    ctx.test_logits[name] = logits
+    path = torch.cat([model.path_predict(b.x).cpu() for b in loader])
+    m = classification_metrics(logits, loader.y, t_test)
+    m.update(
+        path_accuracy=accuracy(path, loader.y),
+        path_fidelity=fidelity(path, t_test),
+        params=count_parameters(model),
+        train_seconds=ctx.train_results[name].seconds,
+        best_epoch=ctx.train_results[name].best_epoch,
+        depth=model.depth,
+        leaves=model.num_leaves,
+    )
+    ctx.metrics["models"][name] = m
+
+
+def _evaluate_surrogate(
+    ctx, fitted: FittedSurrogate, test: dict[str, Any], t_test: torch.Tensor
+) -> dict[str, float]:
+    logits = fitted.logits(test["raw"], test["norm"], ctx.dataset.num_classes)
+    m = classification_metrics(logits, test["y"], t_test)
+    m.update(complexity_of(fitted.estimator, fitted.kind))
+    m["params"] = _surrogate_params(fitted)
+    m["train_seconds"] = fitted.fit_seconds
+    m["best_epoch"] = 0
+    m["family"] = fitted.kind
+    ctx.metrics["models"][fitted.name] = m
+    ctx.test_logits[fitted.name] = logits
+    return m
+
+
+def _surrogate_params(fitted: FittedSurrogate) -> int:
+    est = fitted.estimator
+    if fitted.kind == "tree":
+        return int(est.tree_.node_count)
+    if fitted.kind == "logistic":
+        return int(np.count_nonzero(est.coef_) + est.intercept_.size)
+    return int(sum(np.size(s) for s in est.term_scores_))
+
+
+def complexity_curves(
+    ctx, cfg: ReadableConfig, transfer: TransferSet, test: dict[str, Any], t_test: torch.Tensor
+) -> dict[str, Any]:
+    """Per family: complexity values and, for "kd" and "scratch", accuracy and fidelity at each."""
+    curves: dict[str, Any] = {}
+    y = test["y"]
+    for family in cfg.sweeps:
+        points: dict[str, dict[str, list[float]]] = {
+            "kd": {"accuracy": [], "fidelity": [], "size": []},
+            "scratch": {"accuracy": [], "fidelity": [], "size": []},
+        }
+        if family == "soft_tree":
+            values = list(cfg.sweep_soft_tree_depths)
+            for depth in values:
+                args = {**cfg.soft_tree.model_args, "depth": depth}
+                trees = train_soft_trees(ctx, cfg, args, record=False)
+                for arm in ("scratch", "kd"):
+                    logits = compute_logits(trees[f"soft_tree_{arm}"], ctx.eval_loader("test"))
+                    _add_point(points[arm], logits, y, t_test, 2**depth)
+            label = "depth"
+        else:
+            values = list(cfg.sweep_tree_depths if family == "tree" else cfg.sweep_logistic_c)
+            for value in values:
+                kd, scratch = fit_pair(
+                    family, transfer, value, cfg.surrogate_temperature, ctx.config.seed
+                )
+                for arm, fitted in (("kd", kd), ("scratch", scratch)):
+                    logits = fitted.logits(test["raw"], test["norm"], ctx.dataset.num_classes)
+                    _add_point(points[arm], logits, y, t_test, _size(fitted))
+            label = "max_depth" if family == "tree" else "C (inverse L1 strength)"
+        curves[family] = {"parameter": label, "values": values, **points}
+    return curves
+
+
+def _size(fitted: FittedSurrogate) -> float:
+    c = complexity_of(fitted.estimator, fitted.kind)
+    return float(c.get("leaves", c.get("nonzero_weights", 0)))
+
+
+def _add_point(arm: dict, logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor, size) -> None:
+    arm["accuracy"].append(accuracy(logits, y))
+    arm["fidelity"].append(fidelity(logits, t))
+    arm["size"].append(float(size))

@@ -1,0 +1,146 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.tree import DecisionTreeClassifier
+
+from kdlens.cli import main
+from kdlens.data import Normalizer
+from kdlens.evaluate.metrics import fidelity
+from kdlens.explain.surrogates import (
+    TransferSet,
+    fit_pair,
+    fit_surrogate,
+    make_surrogate,
+    soft_label_rows,
+    surrogate_logits,
+)
+from kdlens.explain.teachers import SklearnTeacher, teacher_probabilities
+from tests.conftest import SMOKE
+
+
+def _transfer(x: np.ndarray, y: np.ndarray, teacher) -> TransferSet:
+    norm = (x - x.mean(0)) / x.std(0)
+    probs = teacher_probabilities(teacher, torch.as_tensor(norm), x)
+    return TransferSet(raw=x, norm=norm, labels=y, teacher_probs=probs)
+
+
+def test_tree_surrogate_of_a_depth2_tree_teacher_reaches_fidelity_1():
+    x, y = load_breast_cancer(return_X_y=True)
+    x_train, y_train, x_test = x[:400], y[:400], x[400:]
+    teacher = DecisionTreeClassifier(max_depth=2, random_state=0).fit(x_train, y_train)
+    transfer = _transfer(x_train, y_train, teacher)
+    t_logits = torch.as_tensor(np.log(teacher.predict_proba(x_test) + 1e-12))
+    for depth in (2, None):  # a depth-limited and an unlimited surrogate
+        kd, _ = fit_pair("tree", transfer, complexity=depth, temperature=1.0)
+        assert fidelity(kd.logits(x_test, x_test, 2), t_logits) == 1.0
+        assert kd.estimator.get_n_leaves() <= 4
+
+
+def test_soft_rows_make_each_leaf_predict_the_mean_teacher_distribution():
+    x = np.array([[0.0], [1.0], [10.0], [11.0]])
+    probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.0, 1.0]])
+    rows, labels, weights = soft_label_rows(x, probs)
+    assert len(rows) == 7 and np.bincount(labels).tolist() == [3, 4]
+    assert np.allclose(np.bincount(np.repeat([0, 1, 2, 3], [2, 2, 2, 1]), weights), 1.0)
+    stump = fit_surrogate(make_surrogate("tree", 1), x, probs)
+    assert np.allclose(stump.predict_proba(x), [[0.8, 0.2]] * 2 + [[0.1, 0.9]] * 2)
+
+
+def test_temperature_is_undone_and_unseen_classes_get_no_mass():
+    class Fixed:
+        classes_ = np.array([0, 2])
+
+        def predict_proba(self, x):
+            return np.tile([0.25, 0.75], (len(x), 1))
+
+    logits = surrogate_logits(Fixed(), np.zeros((3, 1)), 3, temperature=4.0)
+    assert torch.allclose(
+        logits[0], torch.tensor([4 * np.log(0.25), 4 * np.log(1e-12), 4 * np.log(0.75)]).float()
+    )
+    # softmax(T log q) with q = softmax(z / T) gives back softmax(z).
+    z = torch.tensor([2.0, -1.0, 0.5])
+    q = torch.softmax(z / 4.0, -1)
+    assert torch.allclose(torch.softmax(4.0 * q.log(), -1), torch.softmax(z, -1), atol=1e-6)
+
+
+def test_any_sklearn_classifier_teaches_through_the_distiller():
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from kdlens.data.loader import Batch
+    from kdlens.distill import create_distiller
+    from kdlens.models import create_model
+
+    x, y = load_wine(return_X_y=True)
+    gbm = GradientBoostingClassifier(n_estimators=20, max_depth=2, random_state=0).fit(x, y)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    normalizer = Normalizer.fit(xt)
+    teacher = SklearnTeacher(gbm, normalizer)
+    logits = teacher(normalizer(xt))
+    assert torch.allclose(logits.exp(), torch.as_tensor(gbm.predict_proba(x)).float(), atol=1e-5)
+    tree = create_model("soft_tree", (13,), 3, depth=2)
+    kd = create_distiller("kd", tree, teacher, temperature=2.0, alpha=0.0)
+    out = kd(Batch(normalizer(xt[:32]), torch.as_tensor(y[:32]), torch.arange(32)))
+    out["loss"].backward()
+    assert tree.leaf_logits.grad.abs().sum() > 0
+    with pytest.raises(Exception, match="predict_proba"):
+        SklearnTeacher(object())
+
+
+def test_logistic_surrogate_is_sparse_and_fits_soft_targets():
+    x, y = load_wine(return_X_y=True)
+    norm = (x - x.mean(0)) / x.std(0)
+    probs = np.eye(3)[y] * 0.8 + 0.2 / 3
+    strong = fit_surrogate(make_surrogate("logistic", 0.01), norm, probs)
+    weak = fit_surrogate(make_surrogate("logistic", 1.0), norm, probs)
+    assert np.count_nonzero(strong.coef_) < np.count_nonzero(weak.coef_)
+    # A soft-target fit is a calibrated-to-the-teacher fit: its confidence is near 0.8, not 1.
+    assert 0.6 < weak.predict_proba(norm).max(1).mean() < 0.9
+
+
+def test_smoke_run_has_the_default_readable_students(smoke_run):
+    out, metrics = smoke_run
+    models = metrics["models"]
+    for name in ("soft_tree_kd", "soft_tree_scratch", "tree_kd", "tree_scratch"):
+        assert {"accuracy", "fidelity", "params"} <= set(models[name]), name
+    assert {"path_accuracy", "path_fidelity"} <= set(models["soft_tree_kd"])
+    curve = metrics["complexity_curves"]["tree"]
+    assert curve["values"] == [1, 2, 3] and len(curve["kd"]["fidelity"]) == 3
+    for rel in metrics["readable"]["figures"] + metrics["readable"]["rules"]:
+        assert (out / rel).is_file(), rel
+    assert (out / "figures" / "readable_soft_tree_kd_path.png").is_file()
+    assert "|---" in (out / "readable" / "tree_kd_rules.txt").read_text()
+
+
+def test_every_readable_student_and_sweep_runs_through_the_cli(tmp_path, capsys):
+    students = ["soft_tree", "tree", "logistic"]
+    try:
+        import interpret  # noqa: F401
+
+        students.append("ebm")
+    except ImportError:
+        pass
+    out = tmp_path / "run"
+    args = [
+        "run", "--config", str(SMOKE), "--out", str(out), "--quiet",
+        "--set", "data.limit=600",
+        "--set", f"readable.students=[{','.join(students)}]",
+        "--set", "readable.sweeps=[tree,logistic,soft_tree]",
+        "--set", "readable.sweep_soft_tree_depths=[2]",
+        "--set", "readable.sweep_logistic_c=[0.1]",
+        "--set", "readable.transfer=augmented",
+        "--set", "readable.transfer_copies=1",
+        "--set", "readable.surrogate_temperature=2",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert "Booster" not in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    for student in students:
+        for arm in ("kd", "scratch"):
+            m = metrics["models"][f"{student}_{arm}"]
+            assert 0.0 <= m["fidelity"] <= 1.0 and m["params"] > 0
+    assert set(metrics["complexity_curves"]) == {"tree", "logistic", "soft_tree"}
+    assert metrics["readable"]["transfer"]["n_examples"] == 2 * metrics["dataset"]["n_train"]
+    assert (out / "figures" / "readable_logistic_kd_weights.png").is_file()
