@@ -29,7 +29,7 @@ def render_report(run_dir: str | Path, explain: dict[str, Any], metrics: dict[st
     run = Path(run_dir)
     figures = save_figures(explain, run / FIGURES_DIR)
     title = f"kdlens report: {run.resolve().name}"
-    page = render_html(metrics, explain, figures, title, extra_sections(run / FIGURES_DIR))
+    page = render_html(metrics, explain, figures, title, extra_sections(run, metrics))
     write_bytes_atomic(run / REPORT_FILE, page.encode("utf-8"))
     return run / REPORT_FILE
 

@@ -23,6 +23,7 @@ th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 p.how{background:#f6f8fa;border-left:4px solid #4a7;padding:.5em .8em}
 img{max-width:100%;height:auto;display:block;margin:.6em 0}
 .muted{color:#777;font-size:.85em}
+pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.8em;max-height:30em}
 """
 
 SUMMARY_COLUMNS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ COMPRESSION_COLUMNS = [
 ]
 
 
-def deploy_section(figures: Path) -> str:
+def deploy_section(run: Path, metrics: dict[str, Any]) -> str:
     """Teacher -> student -> pruned -> int8: what each step costs in accuracy and gains in size."""
+    figures = run / "figures"
     path = figures / "compression_table.json"
     if not path.is_file():
         return ""
@@ -43,8 +45,67 @@ def deploy_section(figures: Path) -> str:
     )
 
 
-SECTIONS = [deploy_section]
+READABLE_COLUMNS = [
+    ("accuracy", "accuracy"),
+    ("fidelity", "fidelity"),
+    ("path_accuracy", "accuracy (one path)"),
+    ("path_fidelity", "fidelity (one path)"),
+    ("params", "parameters"),
+]
+MAX_RULES_CHARS = 6000
 
 
-def extra_sections(figures: Path) -> list[str]:
-    return [html for section in SECTIONS if (html := section(figures))]
+def readable_section(run: Path, metrics: dict[str, Any]) -> str:
+    """Readable students beside their hard-label twins, their pictures, rules and curves."""
+    readable = metrics.get("readable")
+    if not readable:
+        return ""
+    names = [n for n in metrics["models"] if n.split("_")[0] in ("soft", "tree", "logistic", "ebm")]
+    rows = [[n] + [metrics["models"][n].get(k) for k, _ in READABLE_COLUMNS] for n in names]
+    parts = [
+        "<h2>Readable students</h2>",
+        how(
+            "Students a person can follow, each distilled from the teacher (_kd) and trained on "
+            "hard labels (_scratch): fidelity is how often it decides like the teacher; a soft "
+            "tree's one-path columns use only the single most probable root-to-leaf path, which "
+            "is the explanation it gives."
+        ),
+        table(["model"] + [label for _, label in READABLE_COLUMNS], rows),
+    ]
+    curves = sorted((run / "figures").glob("readable_curve_*.png"))
+    if curves:
+        parts.append(
+            how(
+                "Fidelity and accuracy against complexity (depth, or L1 strength): how much "
+                "readability costs, and whether learning from the teacher's soft targets buys "
+                "fidelity at the same size."
+            )
+        )
+        parts += [image(p, p.stem) for p in curves]
+    pictures = [
+        run / f
+        for f in readable.get("figures", [])
+        if not Path(f).name.startswith("readable_curve_")
+    ]
+    if pictures:
+        parts.append(
+            how(
+                "What each readable student computes: a soft tree's node filters (what each split "
+                "looks for), its leaves' class distributions and one test example's path; a "
+                "decision tree's top levels; a linear model's weights per class."
+            )
+        )
+        parts += [image(p, p.stem) for p in pictures]
+    for rules in readable.get("rules", []):
+        path = run / rules
+        if path.is_file():
+            text = path.read_text()[:MAX_RULES_CHARS]
+            parts.append(f"<p class='muted'>{escape(rules)}</p><pre>{escape(text)}</pre>")
+    return "\n".join(parts)
+
+
+SECTIONS = [readable_section, deploy_section]
+
+
+def extra_sections(run: Path, metrics: dict[str, Any]) -> list[str]:
+    return [html for section in SECTIONS if (html := section(run, metrics))]
