@@ -30,17 +30,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(p))
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({e})") from None
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
-        raise CheckpointError(
-            f"checkpoint {p} was refused: it is not a plain tensor file and loading it could run code ({first})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"checkpoint {p} is corrupt or truncated ({str(e).splitlines()[0]})"
-        ) from None
+    obj = torch_load_safely(p)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -48,6 +38,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"checkpoint {p} does not hold a state dict of tensors")
     return obj
+
+
+def torch_load_safely(path: str | Path):
+    """``torch.load(weights_only=True)``: tensors and plain values only; a pickle that would
+    import or call anything is refused with a :class:`CheckpointError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        raise CheckpointError(
+            f"checkpoint {p} was refused: it is not a plain tensor file and loading it could run code ({first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({first})") from None
 
 
 def load_weights(model: nn.Module, path: str | Path, num_classes: int | None = None) -> nn.Module:

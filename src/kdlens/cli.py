@@ -4,27 +4,44 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-from kdlens.errors import KdlensError
+from kdlens.errors import ConfigError, KdlensError
 
 EXIT_USAGE = 2
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from kdlens import distributed
     from kdlens.config import load_config
     from kdlens.pipeline import run
+    from kdlens.resume import resume_run
 
-    config = load_config(args.config, args.set)
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("runs") / (Path(args.config).stem if args.config else "default")
-    )
-    metrics = run(config, out, overwrite=args.overwrite, progress=not args.quiet)
-    _print_summary(metrics)
-    print(f"\nrun folder: {out}")
+    if args.resume and (args.config or args.set or args.out or args.overwrite):
+        raise ConfigError(
+            "--resume continues a run with its own config; drop --config/--set/--out/--overwrite"
+        )
+    if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
+        logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
+    try:
+        if args.resume:
+            out = Path(args.resume)
+            metrics = resume_run(out, progress=not args.quiet)
+        else:
+            config = load_config(args.config, args.set)
+            out = (
+                Path(args.out)
+                if args.out
+                else Path("runs") / (Path(args.config).stem if args.config else "default")
+            )
+            metrics = run(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    finally:
+        distributed.teardown()
+    if metrics:  # empty on all but the main process under torchrun
+        _print_summary(metrics)
+        print(f"\nrun folder: {out}")
     return 0
 
 
@@ -82,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run that stopped: skip finished stages, resume the interrupted one",
+    )
     run.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser("list", help="datasets, models and distillation methods")

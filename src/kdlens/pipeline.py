@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import platform
 import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import torch
 from torch import nn
 
 import kdlens
+from kdlens import distributed
+from kdlens.checkpointing import StageCheckpoint
 from kdlens.checkpoints import load_weights, save_weights
 from kdlens.config import ModelSpec, RunConfig, TrainConfig, save_config
 from kdlens.data import (
@@ -33,7 +36,7 @@ from kdlens.distill import Distiller, compute_logits, create_distiller
 from kdlens.errors import KdlensError
 from kdlens.evaluate import classification_metrics
 from kdlens.models import count_parameters, create_model
-from kdlens.train import TrainResult, fit
+from kdlens.train import TrainResult, check_precision, fit
 from kdlens.utils import resolve_device, set_seed, write_json
 
 log = logging.getLogger("kdlens")
@@ -57,6 +60,7 @@ class RunContext:
     train_results: dict[str, TrainResult] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    resume: bool = False  # continue the run in out_dir: skip finished stages, resume the others
 
     def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(getattr(self.split, part))
@@ -79,6 +83,8 @@ class RunContext:
             seed=seed,
             max_batches=cfg.max_batches,
             device=self.device,
+            rank=distributed.rank(),
+            world_size=distributed.world_size(),
         )
 
     def build(self, spec: ModelSpec) -> nn.Module:
@@ -96,38 +102,69 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
     parent = out_dir.parent if not out_dir.exists() else out_dir
     while not parent.exists():
         parent = parent.parent
-    if not _writable(parent):
+    if not parent.is_dir() or not _writable(parent):
         raise KdlensError(f"output folder {out_dir} is not writable")
 
 
 def _writable(folder: Path) -> bool:
-    import os
+    """Try it: permission bits say nothing to root or about read-only mounts."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
-    return os.access(folder, os.W_OK | os.X_OK)
+
+def check_model_fits(model: nn.Module, role: str, dataset: Dataset) -> None:
+    """One forward pass on two examples: the model must take the data's input shape and
+    predict one logit per class, so teacher and student agree with the data and each other."""
+    try:
+        with torch.no_grad():
+            out = model.eval()(dataset.x[:2].to(next(model.parameters()).device))
+    except Exception as e:  # a user's model can fail in any way; report it in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise KdlensError(
+            f"the {role} cannot take inputs of shape {dataset.input_shape} ({first})"
+        ) from None
+    if not isinstance(out, torch.Tensor) or out.shape != (len(dataset.x[:2]), dataset.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise KdlensError(
+            f"the {role} outputs {shape} for a batch of 2 but the data has "
+            f"{dataset.num_classes} classes; expected (2, {dataset.num_classes})"
+        )
 
 
 def prepare(
-    config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = False
+    config: RunConfig,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    progress: bool = False,
+    resume: bool = False,
 ) -> RunContext:
     """Load data, split it, and check models and checkpoints: every user error surfaces here."""
     out = Path(out_dir)
-    check_out_dir(out, overwrite)
+    if distributed.is_main() and not resume:
+        check_out_dir(out, overwrite)
+    device = distributed.setup(resolve_device(config.device))
+    for spec in (config.teacher, config.student):
+        check_precision(spec.train.precision, device)
     start = time.perf_counter()
     dataset = create_dataset(config.data.name, root=config.data.root, download=config.data.download)
     split = make_split(
         dataset, config.data.val_fraction, config.data.test_fraction, config.seed, config.data.limit
     )
     normalizer = Normalizer.fit(dataset.x[torch.as_tensor(split.train)])
-    ctx = RunContext(
-        config, dataset, split, normalizer, resolve_device(config.device), out, progress
-    )
+    if resume and (out / "split.json").is_file() and Split.load(out / "split.json") != split:
+        raise KdlensError(f"cannot resume {out}: the data or its split changed since the run began")
+    ctx = RunContext(config, dataset, split, normalizer, device, out, progress, resume=resume)
     ctx.timings["data"] = time.perf_counter() - start
     # Build both architectures now so a bad model name or argument fails before any training.
     teacher = ctx.build(config.teacher)
-    ctx.build(config.student)
+    check_model_fits(ctx.build(config.student), "student", dataset)
     if config.teacher.checkpoint:
         load_weights(teacher, config.teacher.checkpoint, num_classes=dataset.num_classes)
         ctx.models["teacher"] = teacher.eval()
+    check_model_fits(teacher, "teacher", dataset)
     create_distiller(
         config.distill.method, ctx.build(config.student), teacher, **_distill_kwargs(config)
     )
@@ -139,10 +176,13 @@ def _distill_kwargs(config: RunConfig) -> dict[str, Any]:
 
 
 def _start_folder(ctx: RunContext, overwrite: bool) -> None:
-    if ctx.out_dir.exists() and overwrite:
+    if not distributed.is_main():
+        return
+    if ctx.out_dir.exists() and overwrite and not ctx.resume:
         shutil.rmtree(ctx.out_dir)
     (ctx.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_config(ctx.config, ctx.out_dir / "config.yaml")
+    if not ctx.resume:
+        save_config(ctx.config, ctx.out_dir / "config.yaml")
     ctx.split.save(ctx.out_dir / "split.json")
     write_json(ctx.out_dir / "normalization.json", ctx.normalizer.to_dict())
 
@@ -151,18 +191,30 @@ def _train_stage(
     ctx: RunContext, name: str, distiller: Distiller, cfg: TrainConfig, seed: int
 ) -> None:
     start = time.perf_counter()
-    result = fit(
-        distiller,
-        ctx.train_loader(cfg, seed),
-        ctx.eval_loader("val"),
-        cfg,
-        desc=name,
-        progress=ctx.progress,
+    weights = ctx.out_dir / "checkpoints" / f"{name}.safetensors"
+    ckpt = StageCheckpoint(
+        weights.parent, name, cfg.checkpoint_every, ctx.resume, write=distributed.is_main()
     )
+    done = ckpt.finished()
+    if done is not None:  # resuming: this stage finished before the run stopped
+        load_weights(distiller.student, weights)
+        result = TrainResult(**done)
+    else:
+        result = fit(
+            distiller,
+            ctx.train_loader(cfg, seed),
+            ctx.eval_loader("val"),
+            cfg,
+            desc=name,
+            progress=ctx.progress,
+            checkpoint=ckpt,
+        )
     ctx.models[name] = distiller.student.eval()
     ctx.train_results[name] = result
-    save_weights(distiller.student, ctx.out_dir / "checkpoints" / f"{name}.safetensors")
-    write_json(ctx.out_dir / f"history_{name}.json", result.history)
+    if done is None and distributed.is_main():
+        save_weights(distiller.student, weights)
+        write_json(ctx.out_dir / f"history_{name}.json", result.history)
+        ckpt.mark_finished(asdict(result))
     ctx.timings[name] = time.perf_counter() - start
     log.info(
         "%s: trained in %.1fs (best epoch %d, val accuracy %.4f)",
@@ -175,7 +227,8 @@ def _train_stage(
 
 def train_teacher(ctx: RunContext) -> None:
     if "teacher" in ctx.models:  # loaded from a checkpoint
-        save_weights(ctx.models["teacher"], ctx.out_dir / "checkpoints" / "teacher.safetensors")
+        if distributed.is_main():
+            save_weights(ctx.models["teacher"], ctx.out_dir / "checkpoints" / "teacher.safetensors")
         log.info("teacher: loaded from %s", ctx.config.teacher.checkpoint)
         return
     set_seed(ctx.config.seed)
@@ -269,14 +322,24 @@ def metrics_document(ctx: RunContext) -> dict[str, Any]:
 
 
 def run(
-    config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = False
+    config: RunConfig,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    progress: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run the whole experiment and write the run folder; returns the metrics written."""
+    """Run the whole experiment and write the run folder; returns the metrics written.
+
+    ``resume=True`` continues the run in ``out_dir`` (see :mod:`kdlens.resume`).
+    Under torchrun only the main process goes on after training; the others return ``{}``.
+    """
     total = time.perf_counter()
-    ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress)
+    ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress, resume=resume)
     _start_folder(ctx, overwrite)
     train_teacher(ctx)
     train_students(ctx)
+    if not distributed.is_main():
+        return {}
     evaluate_models(ctx)
     # Later stages go here, each reading and adding to ctx (models, ctx.metrics, ctx.timings).
     ctx.timings["total"] = time.perf_counter() - total
