@@ -64,11 +64,12 @@ def _print_summary(metrics: dict) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from kdlens.data import DATASETS
+    from kdlens.data.files import PREFIXES as DATA_PREFIXES
     from kdlens.distill import DISTILLERS
     from kdlens.models import MODELS, PREFIXES
 
     for title, entries in (
-        ("datasets", DATASETS.describe()),
+        ("datasets", {**DATASETS.describe(), **DATA_PREFIXES}),
         ("models", {**MODELS.describe(), **PREFIXES}),
         ("distillation methods", DISTILLERS.describe()),
     ):

@@ -235,4 +235,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    from kdlens.utils import write_bytes_atomic
+
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    write_bytes_atomic(path, text.encode())

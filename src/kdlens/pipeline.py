@@ -33,7 +33,7 @@ from kdlens.data import (
     make_split,
 )
 from kdlens.distill import Distiller, compute_logits, create_distiller
-from kdlens.errors import KdlensError
+from kdlens.errors import KdlensError, OutputError
 from kdlens.evaluate import classification_metrics
 from kdlens.models import count_parameters, create_model
 from kdlens.train import TrainResult, check_precision, fit
@@ -180,7 +180,10 @@ def _start_folder(ctx: RunContext, overwrite: bool) -> None:
         return
     if ctx.out_dir.exists() and overwrite and not ctx.resume:
         shutil.rmtree(ctx.out_dir)
-    (ctx.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    try:
+        (ctx.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {ctx.out_dir}: {e.strerror or e}") from None
     if not ctx.resume:
         save_config(ctx.config, ctx.out_dir / "config.yaml")
     ctx.split.save(ctx.out_dir / "split.json")

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from kdlens.errors import OutputError
+
 
 def set_seed(seed: int) -> None:
     """Seed every generator a run touches, so a CPU run repeats exactly."""
@@ -34,14 +36,23 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write a temporary file next to ``path``, then rename it over ``path``.
+
+    A crash, a kill or a full disk leaves either the old file or the new one, never half of one.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 

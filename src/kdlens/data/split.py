@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from kdlens.data.base import Dataset
 from kdlens.errors import DataError
+from kdlens.utils import write_bytes_atomic
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Split:
     test: list[int]
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self)))
+        write_bytes_atomic(path, json.dumps(asdict(self)).encode())
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
