@@ -141,7 +141,9 @@ def test_resume_of_a_finished_run_retrains_nothing(smoke_run, tmp_path, capsys):
     assert main(["run", "--resume", str(out), "--quiet"]) == 0
     again = json.loads((out / "metrics.json").read_text())
     assert _numbers(again) == _numbers(first)
-    assert again["models"]["teacher"]["train_seconds"] == first["models"]["teacher"]["train_seconds"]
+    assert (
+        again["models"]["teacher"]["train_seconds"] == first["models"]["teacher"]["train_seconds"]
+    )
 
 
 def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):

@@ -172,7 +172,9 @@ def _train_epoch(
             out = model(batch)
         loss = out["loss"]
         if not torch.isfinite(loss):
-            raise DivergenceError(f"loss became {float(loss)} at epoch {epoch}, step {step}")
+            raise DivergenceError(
+                f"loss became {float(loss.detach())} at epoch {epoch}, step {step}"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
