@@ -74,6 +74,11 @@ def load_weights(model: nn.Module, path: str | Path, num_classes: int | None = N
                 raise CheckpointError(
                     f"checkpoint {path} predicts {state[key].shape[0]} classes but the data has {num_classes}"
                 )
+            if key == next(k for k in keys if k.endswith(".weight")):
+                raise CheckpointError(
+                    f"checkpoint {path} was made for inputs of another shape: its first layer "
+                    f"{key} is {tuple(state[key].shape)}, this data needs {tuple(expected[key].shape)}"
+                )
             raise CheckpointError(
                 f"checkpoint {path}: {key} has shape {tuple(state[key].shape)}, "
                 f"the model expects {tuple(expected[key].shape)}"

@@ -147,9 +147,7 @@ def check_precision(precision: str, device: torch.device) -> None:
     if precision != "bf16":
         return
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(
-            f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}"
-        )
+        raise ConfigError(f"train.precision: bf16 is not supported by this GPU ({device})")
     if device.type not in ("cpu", "cuda", "mps", "xpu"):
         raise ConfigError(f"train.precision: bf16 autocast is not available on {device.type}")
 
