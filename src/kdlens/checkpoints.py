@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -49,13 +50,23 @@ def torch_load_safely(path: str | Path):
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
-        raise CheckpointError(
-            f"checkpoint {p} was refused: it is not a plain tensor file and loading it could run code ({first})"
-        ) from None
+        raise CheckpointError(_refusal(p, str(e))) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({first})") from None
+
+
+def _refusal(path: Path, error: str) -> str:
+    """torch's weights-only error is a page of advice; keep what names the problem."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", error)
+    if found:
+        return (
+            f"checkpoint {path} was refused: loading it would run code ({found.group(1)}); "
+            "only tensors and plain values are loaded"
+        )
+    found = re.search(r"Unsupported operand \d+", error)
+    detail = found.group(0).lower() if found else "not a weights-only file"
+    return f"checkpoint {path} is corrupt, truncated or not a plain tensor file; it was not loaded ({detail})"
 
 
 def load_weights(model: nn.Module, path: str | Path, num_classes: int | None = None) -> nn.Module:

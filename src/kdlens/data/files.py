@@ -25,6 +25,8 @@ def load_npz(path: str | Path) -> Dataset:
     name = f"npz:{path}"
     if not p.is_file():
         raise DataError(f"data file not found: {p}")
+    if not zipfile.is_zipfile(p):
+        raise DataError(f"data file {p} is not a readable .npz file (not a zip archive)")
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
