@@ -53,6 +53,7 @@ def torch_load_safely(path: str | Path):
         raise CheckpointError(_refusal(p, str(e))) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split(". ")[0]  # torch appends paragraphs of advice
         raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({first})") from None
 
 

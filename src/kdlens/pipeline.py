@@ -300,6 +300,7 @@ def environment(ctx: RunContext) -> dict[str, Any]:
         "torch": torch.__version__,
         "device": str(ctx.device),
         "threads": torch.get_num_threads(),
+        "world_size": distributed.world_size(),
         "platform": platform.platform(),
     }
 

@@ -49,7 +49,7 @@ def make_split(
     except ValueError as e:  # scikit-learn: a part would be empty
         raise DataError(
             f"dataset {dataset.name!r}: {len(dataset) if limit is None else min(limit, len(dataset))} "
-            f"examples are too few to split into train, val and test ({str(e).splitlines()[0]})"
+            f"examples are too few to split into train, val and test ({str(e).splitlines()[0].split('. ')[0]})"
         ) from None
     check_split(split, dataset)
     return split
