@@ -10,7 +10,7 @@ A stage that finished writes ``<name>.done.json`` (after its weights) and drops 
 
 from __future__ import annotations
 
-import io
+import copy
 import math
 import random
 from dataclasses import dataclass, field
@@ -23,7 +23,7 @@ from torch import nn
 
 from kdlens.checkpoints import torch_load_safely
 from kdlens.errors import CheckpointError
-from kdlens.utils import read_json, write_bytes_atomic, write_json
+from kdlens.utils import atomic_writer, read_json, write_json
 
 FORMAT = 1
 
@@ -111,9 +111,11 @@ class StageCheckpoint:
             "loader": loader_state,
             "rng": capture_rng(),
         }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        write_bytes_atomic(self.state_path, buffer.getvalue())
+        if progress.best_epoch == progress.epoch:  # the best weights are the current ones
+            state["progress"]["best_state"] = None
+            state["best_is_current"] = True
+        with atomic_writer(self.state_path) as f:
+            torch.save(state, f)
 
     def restore(
         self, distiller: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, loader
@@ -135,6 +137,8 @@ class StageCheckpoint:
             loader.set_state(state["loader"])
             restore_rng(state["rng"])
             p = state["progress"]
+            if state.get("best_is_current"):
+                p["best_state"] = copy.deepcopy(distiller.student.state_dict())
             return TrainProgress(**{**p, "best_key": tuple(p["best_key"])})
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -6,8 +6,10 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -36,9 +38,17 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write a temporary file next to ``path``, then rename it over ``path``.
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path) as f:
+        f.write(data)
 
-    A crash, a kill or a full disk leaves either the old file or the new one, never half of one.
+
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` only when the ``with`` block ends without error.
+
+    It is a temporary file next to ``path``, renamed over it at the end: a crash, a kill or a
+    full disk leaves either the old file or the new one, never half of one.
     """
     path = Path(path)
     try:
@@ -47,7 +57,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
