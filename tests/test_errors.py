@@ -367,3 +367,29 @@ def test_resume_when_the_data_changed(smoke_run, tmp_path, capsys):
     (out / "split.json").write_text(json.dumps(split))
     assert main(["run", "--resume", str(out), "--quiet"]) == 2
     assert "the data or its split changed" in capsys.readouterr().err
+
+
+def _interrupted_copy(smoke_run, tmp_path):
+    import shutil
+
+    src, _ = smoke_run
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    (out / "checkpoints" / "kd.done.json").unlink()  # as if killed while training kd
+    return out, out / "checkpoints" / "kd.state.pt"
+
+
+def test_resume_with_a_truncated_state(smoke_run, tmp_path, capsys):
+    out, state = _interrupted_copy(smoke_run, tmp_path)
+    torch.save({"format": 1, "model": {"w": torch.zeros(1000)}}, state)
+    state.write_bytes(state.read_bytes()[:300])
+    assert main(["run", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "kd.state.pt is corrupt or truncated" in err and len(err.splitlines()) == 1
+
+
+def test_resume_with_a_state_of_another_model(smoke_run, tmp_path, capsys):
+    out, state = _interrupted_copy(smoke_run, tmp_path)
+    torch.save({"format": 1, "model": {"other.weight": torch.zeros(3)}}, state)
+    assert main(["run", "--resume", str(out), "--quiet"]) == 2
+    assert "kd.state.pt holds another model's weights" in capsys.readouterr().err

@@ -89,6 +89,12 @@ def test_divergence_in_a_run_is_one_line_exit_2_and_resumable_state(tmp_path, ca
         == 1
     )
     assert not (out / "metrics.json").exists()
+    # Continue from the kept epoch with a changed setting (here: a model that no longer fails).
+    fixed = ["--set", "student.model_args.after=1000000"]
+    assert main(["run", "--resume", str(out), "--quiet", *fixed]) == 0
+    assert (out / "metrics.json").is_file() and "after: 1000000" in (
+        out / "config.yaml"
+    ).read_text()
 
 
 def _sgd_step_size(grad_clip):

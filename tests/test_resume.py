@@ -150,5 +150,5 @@ def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["run", "--resume", str(tmp_path / "nothing"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a run folder" in err and len(err.splitlines()) == 1
-    assert main(["run", "--resume", str(tmp_path), "--set", "seed=1"]) == 2
+    assert main(["run", "--resume", str(tmp_path), "--config", str(SMOKE)]) == 2
     assert "--resume continues a run with its own config" in capsys.readouterr().err

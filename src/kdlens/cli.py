@@ -19,16 +19,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kdlens.pipeline import run
     from kdlens.resume import resume_run
 
-    if args.resume and (args.config or args.set or args.out or args.overwrite):
+    if args.resume and (args.config or args.out or args.overwrite):
         raise ConfigError(
-            "--resume continues a run with its own config; drop --config/--set/--out/--overwrite"
+            "--resume continues a run with its own config and folder; drop --config/--out/--overwrite"
         )
     if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
     try:
         if args.resume:
             out = Path(args.resume)
-            metrics = resume_run(out, progress=not args.quiet)
+            metrics = resume_run(out, args.set, progress=not args.quiet)
         else:
             config = load_config(args.config, args.set)
             out = (

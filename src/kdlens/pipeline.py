@@ -184,8 +184,7 @@ def _start_folder(ctx: RunContext, overwrite: bool) -> None:
         (ctx.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create {ctx.out_dir}: {e.strerror or e}") from None
-    if not ctx.resume:
-        save_config(ctx.config, ctx.out_dir / "config.yaml")
+    save_config(ctx.config, ctx.out_dir / "config.yaml")  # on resume: with any --set applied
     ctx.split.save(ctx.out_dir / "split.json")
     write_json(ctx.out_dir / "normalization.json", ctx.normalizer.to_dict())
 

@@ -16,12 +16,19 @@ from kdlens.config import load_config
 from kdlens.errors import KdlensError
 
 
-def resume_run(run_dir: str | Path, progress: bool = False) -> dict[str, Any]:
-    """Continue the run in ``run_dir`` with the config it started with; returns its metrics."""
+def resume_run(
+    run_dir: str | Path, overrides: list[str] | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` with the config it started with; returns its metrics.
+
+    ``overrides`` (``key=value``) change that config, e.g. a lower ``train.lr`` after a
+    divergence; the run folder's ``config.yaml`` is updated. A change of data or model is refused
+    when the saved split or state no longer fits.
+    """
     from kdlens.pipeline import run
 
     folder = Path(run_dir)
     if not (folder / "config.yaml").is_file():
         raise KdlensError(f"cannot resume {folder}: it is not a run folder (no config.yaml)")
-    config = load_config(folder / "config.yaml")
+    config = load_config(folder / "config.yaml", overrides)
     return run(config, folder, progress=progress, resume=True)
