@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from kdlens.errors import KdlensError
 
 
 def world_size() -> int:
@@ -78,6 +81,20 @@ def sum_across(values: Sequence[float], device: torch.device) -> list[float]:
     t = torch.tensor(list(values), dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def agree(value: Any, problem: str) -> None:
+    """Raise ``KdlensError(problem)`` unless every process holds the same ``value``.
+
+    Used where processes decide from files, which only rank 0 writes: on machines without a
+    shared file system they would otherwise take different paths and wait on each other forever.
+    """
+    if world_size() == 1:
+        return
+    values: list[Any] = [None] * world_size()
+    dist.all_gather_object(values, value)
+    if any(v != values[0] for v in values):
+        raise KdlensError(problem)
 
 
 def sync_buffers(module: nn.Module) -> None:

@@ -198,6 +198,11 @@ def _train_stage(
         weights.parent, name, cfg.checkpoint_every, ctx.resume, write=distributed.is_main()
     )
     done = ckpt.finished()
+    distributed.agree(
+        (done is not None, ctx.resume and ckpt.state_path.is_file()),
+        f"{name}: the processes see different files in {ctx.out_dir}; "
+        "resuming under torchrun needs the run folder on a file system all machines share",
+    )
     if done is not None:  # resuming: this stage finished before the run stopped
         load_weights(distiller.student, weights)
         result = TrainResult(**done)
