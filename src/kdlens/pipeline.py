@@ -115,12 +115,12 @@ def _writable(folder: Path) -> bool:
         return False
 
 
-def check_model_fits(model: nn.Module, role: str, dataset: Dataset) -> None:
+def check_model_fits(model: nn.Module, role: str, dataset: Dataset, device: torch.device) -> None:
     """One forward pass on two examples: the model must take the data's input shape and
     predict one logit per class, so teacher and student agree with the data and each other."""
     try:
         with torch.no_grad():
-            out = model.eval()(dataset.x[:2].to(next(model.parameters()).device))
+            out = model.eval()(dataset.x[:2].to(device))
     except Exception as e:  # a user's model can fail in any way; report it in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise KdlensError(
@@ -160,11 +160,11 @@ def prepare(
     ctx.timings["data"] = time.perf_counter() - start
     # Build both architectures now so a bad model name or argument fails before any training.
     teacher = ctx.build(config.teacher)
-    check_model_fits(ctx.build(config.student), "student", dataset)
+    check_model_fits(ctx.build(config.student), "student", dataset, device)
     if config.teacher.checkpoint:
         load_weights(teacher, config.teacher.checkpoint, num_classes=dataset.num_classes)
         ctx.models["teacher"] = teacher.eval()
-    check_model_fits(teacher, "teacher", dataset)
+    check_model_fits(teacher, "teacher", dataset, device)
     create_distiller(
         config.distill.method, ctx.build(config.student), teacher, **_distill_kwargs(config)
     )

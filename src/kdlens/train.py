@@ -100,7 +100,7 @@ def fit(
             ) from None
         record["lr"] = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        distributed.sync_buffers(distiller.student)
+        distributed.sync_buffers(distiller)
         val_logits = compute_logits(distiller.student, val_loader)
         record["val_accuracy"] = accuracy(val_logits, val_loader.y)
         record["val_nll"] = nll(val_logits, val_loader.y)
