@@ -73,9 +73,10 @@ def main() -> None:
     med_on = statistics.median(r["total_seconds"] for r in on)
     med_off = statistics.median(r["total_seconds"] for r in off)
     result = {
-        "command": "python benchmarks/checkpoint_overhead.py "
-        + " ".join(f"--set {s}" for s in args.set)
-        + f" --repeats {args.repeats}",
+        "command": " ".join(
+            ["python benchmarks/checkpoint_overhead.py", *(f"--set {s}" for s in args.set)]
+            + [f"--repeats {args.repeats}", f"--out {args.out}"]
+        ),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "runs": runs,
