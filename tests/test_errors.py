@@ -27,6 +27,15 @@ from tests.conftest import SMOKE
 TABULAR_TEACHER = ["--set", "teacher.model=mlp"]  # npz test data is tabular: no cnn
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is fastest, and spares a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _fails(tmp_path, capsys, extra, message, config=SMOKE):
     out = tmp_path / "run"
     args = ["run", "--out", str(out), "--quiet", *extra]

@@ -18,6 +18,15 @@ from kdlens.train import DivergenceError, fit
 from tests.conftest import SMOKE
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is fastest, and spares a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class _NanAfter(nn.Module):
     """An MLP whose training forward returns NaN from its ``after``-th call on."""
 
