@@ -98,7 +98,10 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise KdlensError(f"output path {out_dir} exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise KdlensError(f"run folder {out_dir} already exists; pass --overwrite to replace it")
+        raise KdlensError(
+            f"run folder {out_dir} already exists; pass --overwrite to replace it "
+            f"(or --resume {out_dir} to continue it)"
+        )
     parent = out_dir.parent if not out_dir.exists() else out_dir
     while not parent.exists():
         parent = parent.parent
