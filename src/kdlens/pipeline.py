@@ -146,9 +146,9 @@ def prepare(
 ) -> RunContext:
     """Load data, split it, and check models and checkpoints: every user error surfaces here."""
     out = Path(out_dir)
-    if distributed.is_main() and not resume:
+    device = distributed.setup(resolve_device(config.device))  # first: is_main() needs it
+    if distributed.is_main() and not resume:  # the others would race rank 0 creating it
         check_out_dir(out, overwrite)
-    device = distributed.setup(resolve_device(config.device))
     for spec in (config.teacher, config.student):
         check_precision(spec.train.precision, device)
     start = time.perf_counter()
