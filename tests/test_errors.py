@@ -86,6 +86,16 @@ def test_fractions_that_leave_nothing_to_train(tmp_path, capsys):
     _fails(tmp_path, capsys, extra, "val_fraction + test_fraction must be below 1")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda(tmp_path, capsys):
+    _fails(
+        tmp_path,
+        capsys,
+        ["--set", "device=cuda"],
+        "config: device: 'cuda' requested but CUDA is not available",
+    )
+
+
 def test_bf16_on_a_gpu_without_it(monkeypatch):
     from kdlens.train import check_precision
 

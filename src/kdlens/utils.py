@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from kdlens.errors import OutputError
+from kdlens.errors import ConfigError, OutputError
 
 
 def set_seed(seed: int) -> None:
@@ -29,7 +29,20 @@ def resolve_device(name: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"config: device: {name!r} requested but CUDA is not available here")
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
+        raise ConfigError(
+            f"config: device: {name!r} requested but there are {torch.cuda.device_count()} GPUs"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"config: device: {name!r} requested but MPS is not available here")
+    return device
 
 
 def write_json(path: str | Path, data: Any) -> None:
