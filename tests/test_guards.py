@@ -191,3 +191,18 @@ def test_plain_state_dict_pt_files_still_load(tmp_path):
     other = nn.Linear(3, 2)
     load_weights(other, tmp_path / "ok.pt")
     assert torch.equal(other.weight, model.weight)
+
+
+def test_divergence_names_the_epoch_actually_saved(tmp_path):
+    train, val = _loaders()  # 4 batches per epoch: call 13 is epoch 4, step 1
+    ckpt = StageCheckpoint(tmp_path, "student", every=2)
+    with pytest.raises(DivergenceError, match="epoch 4, step 1; epoch 2 is kept in"):
+        fit(
+            Distiller(nan_after((1, 4, 4), 2, after=13)),
+            train,
+            val,
+            TrainConfig(epochs=5),
+            "student",
+            checkpoint=ckpt,
+        )
+    assert torch.load(ckpt.state_path, weights_only=True)["progress"]["epoch"] == 2

@@ -77,6 +77,7 @@ def fit(
     state = TrainProgress()
     if checkpoint is not None:
         state = checkpoint.restore(distiller, optimizer, scheduler, train_loader) or state
+    saved_epoch = state.epoch  # the epoch the state file on disk holds (0: none)
     model = distributed.wrap(distiller)
     start = time.perf_counter()
     bar = tqdm(
@@ -91,8 +92,8 @@ def fit(
             record = _train_epoch(model, distiller, train_loader, optimizer, epoch, cfg)
         except DivergenceError as e:
             kept = (
-                f"; epoch {state.epoch} is kept in {checkpoint.state_path}"
-                if _saved(checkpoint, state)
+                f"; epoch {saved_epoch} is kept in {checkpoint.state_path}"
+                if checkpoint is not None and saved_epoch > 0
                 else ""
             )
             raise DivergenceError(
@@ -119,6 +120,7 @@ def fit(
             elapsed = state.seconds + time.perf_counter() - start
             snapshot = TrainProgress(**{**vars(state), "seconds": elapsed})
             checkpoint.save(distiller, optimizer, scheduler, train_loader.get_state(), snapshot)
+            saved_epoch = epoch
         if on_epoch is not None:
             on_epoch(record)
     result = TrainResult(
@@ -131,10 +133,6 @@ def fit(
         distiller.student.load_state_dict(state.best_state)
     distiller.eval()
     return result
-
-
-def _saved(checkpoint: StageCheckpoint | None, state: TrainProgress) -> bool:
-    return checkpoint is not None and state.epoch > 0 and checkpoint.state_path.is_file()
 
 
 def autocast(precision: str, device: torch.device):
