@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -30,17 +31,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(p))
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({e})") from None
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
-        raise CheckpointError(
-            f"checkpoint {p} was refused: it is not a plain tensor file and loading it could run code ({first})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"checkpoint {p} is corrupt or truncated ({str(e).splitlines()[0]})"
-        ) from None
+    obj = torch_load_safely(p)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -48,6 +39,35 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"checkpoint {p} does not hold a state dict of tensors")
     return obj
+
+
+def torch_load_safely(path: str | Path):
+    """``torch.load(weights_only=True)``: tensors and plain values only; a pickle that would
+    import or call anything is refused with a :class:`CheckpointError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(_refusal(p, str(e))) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split(". ")[0]  # torch appends paragraphs of advice
+        raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({first})") from None
+
+
+def _refusal(path: Path, error: str) -> str:
+    """torch's weights-only error is a page of advice; keep what names the problem."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", error)
+    if found:
+        return (
+            f"checkpoint {path} was refused: loading it would run code ({found.group(1)}); "
+            "only tensors and plain values are loaded"
+        )
+    found = re.search(r"Unsupported operand \d+", error)
+    detail = found.group(0).lower() if found else "not a weights-only file"
+    return f"checkpoint {path} is corrupt, truncated or not a plain tensor file; it was not loaded ({detail})"
 
 
 def load_weights(model: nn.Module, path: str | Path, num_classes: int | None = None) -> nn.Module:
@@ -65,6 +85,11 @@ def load_weights(model: nn.Module, path: str | Path, num_classes: int | None = N
             if num_classes is not None and _is_output_layer(key, keys, expected):
                 raise CheckpointError(
                     f"checkpoint {path} predicts {state[key].shape[0]} classes but the data has {num_classes}"
+                )
+            if key == next(k for k in keys if k.endswith(".weight")):
+                raise CheckpointError(
+                    f"checkpoint {path} was made for inputs of another shape: its first layer "
+                    f"{key} is {tuple(state[key].shape)}, this data needs {tuple(expected[key].shape)}"
                 )
             raise CheckpointError(
                 f"checkpoint {path}: {key} has shape {tuple(state[key].shape)}, "

@@ -4,34 +4,55 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-from kdlens.errors import KdlensError
+from kdlens.errors import ConfigError, KdlensError
 
 EXIT_USAGE = 2
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from kdlens import distributed
     from kdlens.config import load_config
     from kdlens.pipeline import run
+    from kdlens.resume import resume_run
 
-    config = load_config(args.config, args.set)
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("runs") / (Path(args.config).stem if args.config else "default")
-    )
-    metrics = run(
-        config, out, overwrite=args.overwrite, progress=not args.quiet, tensorboard=args.tensorboard
-    )
-    _print_summary(metrics)
-    _print_deploy(metrics)
-    print(f"\nrun folder: {out}")
-    if (out / "report.html").is_file():
-        print(f"report: {out / 'report.html'}")
-    if args.tensorboard:
-        print(f"tensorboard: tensorboard --logdir {out / 'tb'}")
+    if args.resume and (args.config or args.out or args.overwrite):
+        raise ConfigError(
+            "--resume continues a run with its own config and folder; drop --config/--out/--overwrite"
+        )
+    if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
+        logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
+    try:
+        if args.resume:
+            out = Path(args.resume)
+            metrics = resume_run(out, args.set, progress=not args.quiet)
+        else:
+            config = load_config(args.config, args.set)
+            out = (
+                Path(args.out)
+                if args.out
+                else Path("runs") / (Path(args.config).stem if args.config else "default")
+            )
+            metrics = run(
+                config,
+                out,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+                tensorboard=args.tensorboard,
+            )
+    finally:
+        distributed.teardown()
+    if metrics:  # empty on all but the main process under torchrun
+        _print_summary(metrics)
+        _print_deploy(metrics)
+        print(f"\nrun folder: {out}")
+        if (out / "report.html").is_file():
+            print(f"report: {out / 'report.html'}")
+        if args.tensorboard:
+            print(f"tensorboard: tensorboard --logdir {out / 'tb'}")
     return 0
 
 
@@ -106,11 +127,12 @@ def _print_deploy(metrics: dict) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from kdlens.data import DATASETS
+    from kdlens.data.files import PREFIXES as DATA_PREFIXES
     from kdlens.distill import DISTILLERS
     from kdlens.models import MODELS, PREFIXES
 
     for title, entries in (
-        ("datasets", DATASETS.describe()),
+        ("datasets", {**DATASETS.describe(), **DATA_PREFIXES}),
         ("models", {**MODELS.describe(), **PREFIXES}),
         ("distillation methods", DISTILLERS.describe()),
     ):
@@ -160,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument(
         "--tensorboard", action="store_true", help="write TensorBoard event files to RUN_DIR/tb/"
+    )
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run that stopped: skip finished stages, resume the interrupted one",
     )
     run.set_defaults(func=_cmd_run)
 

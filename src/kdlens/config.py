@@ -24,6 +24,8 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
+    """``name`` is a registered dataset or ``npz:<file>`` (arrays ``x``, ``y``; see docs/errors.md)."""
+
     name: str = "mnist5k"
     root: str | None = Field(None, description="folder of a torchvision dataset")
     download: bool = False
@@ -32,6 +34,15 @@ class DataConfig(_Strict):
     limit: int | None = Field(
         None, gt=0, description="keep at most this many examples (smoke runs)"
     )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"val_fraction + test_fraction must be below 1 (got {self.val_fraction} + "
+                f"{self.test_fraction}), or nothing is left to train on"
+            )
+        return self
 
 
 class AugmentConfig(_Strict):
@@ -52,6 +63,15 @@ class TrainConfig(_Strict):
     gamma: float = Field(0.1, gt=0, le=1)
     max_batches: int | None = Field(None, gt=0, description="stop each epoch early (smoke runs)")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    grad_clip: float | None = Field(
+        None, gt=0, description="clip the gradient norm to this value; null disables"
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 trains under torch.autocast (CPU or a bf16-capable GPU)"
+    )
+    checkpoint_every: int = Field(
+        1, ge=0, description="save resumable state every N epochs (for --resume); 0 never"
+    )
 
 
 class ModelSpec(_Strict):
@@ -288,7 +308,8 @@ def format_validation_error(err: ValidationError) -> str:
         return f"config: unknown field {where!r}{hint}"
     value = first.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"config: {where}: {first['msg']}{shown}"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"config: {where}: {msg}{shown}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -382,4 +403,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    from kdlens.utils import write_bytes_atomic
+
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    write_bytes_atomic(path, text.encode())

@@ -16,5 +16,9 @@ class DataError(KdlensError):
     """A dataset cannot be found, loaded, or is unusable."""
 
 
+class OutputError(KdlensError):
+    """The run folder cannot be written: permissions, a read-only or a full disk."""
+
+
 class CheckpointError(KdlensError):
     """A checkpoint is missing, corrupt, unsafe, or does not fit the model or data."""

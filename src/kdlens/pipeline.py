@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import torch
 from torch import nn
 
 import kdlens
+from kdlens import distributed
+from kdlens.checkpointing import StageCheckpoint
 from kdlens.checkpoints import load_weights, save_weights
 from kdlens.config import ModelSpec, RunConfig, TrainConfig, save_config
 from kdlens.data import (
@@ -34,14 +37,14 @@ from kdlens.data import (
 from kdlens.deploy.stage import deploy
 from kdlens.distill import Distiller, build_distiller, compute_logits
 from kdlens.distill.transfer import student_tensors, teacher_tensors
-from kdlens.errors import KdlensError
+from kdlens.errors import KdlensError, OutputError
 from kdlens.evaluate import classification_metrics
 from kdlens.evaluate.omitted import omitted_class_stage
 from kdlens.explain.readable_stage import readable_stage
 from kdlens.models import count_parameters, create_model
 from kdlens.report import report_stage
 from kdlens.tracking import TensorBoardLogger
-from kdlens.train import TrainResult, fit
+from kdlens.train import TrainResult, check_precision, fit
 from kdlens.utils import resolve_device, set_seed, write_json
 
 log = logging.getLogger("kdlens")
@@ -67,6 +70,7 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
     # Called as on_epoch(model_name, epoch_record) after every training epoch (e.g. TensorBoard).
     on_epoch: Callable[[str, dict[str, float]], Any] | None = None
+    resume: bool = False  # continue the run in out_dir: skip finished stages, resume the others
 
     def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(getattr(self.split, part))
@@ -91,6 +95,8 @@ class RunContext:
             seed=seed,
             max_batches=cfg.max_batches,
             device=self.device,
+            rank=distributed.rank(),
+            world_size=distributed.world_size(),
         )
 
     def build(self, spec: ModelSpec) -> nn.Module:
@@ -104,52 +110,91 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise KdlensError(f"output path {out_dir} exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise KdlensError(f"run folder {out_dir} already exists; pass --overwrite to replace it")
+        raise KdlensError(
+            f"run folder {out_dir} already exists; pass --overwrite to replace it "
+            f"(or --resume {out_dir} to continue it)"
+        )
     parent = out_dir.parent if not out_dir.exists() else out_dir
     while not parent.exists():
         parent = parent.parent
-    if not _writable(parent):
+    if not parent.is_dir() or not _writable(parent):
         raise KdlensError(f"output folder {out_dir} is not writable")
 
 
 def _writable(folder: Path) -> bool:
-    import os
+    """Try it: permission bits say nothing to root or about read-only mounts."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
-    return os.access(folder, os.W_OK | os.X_OK)
+
+def check_model_fits(model: nn.Module, role: str, dataset: Dataset, device: torch.device) -> None:
+    """One forward pass on two examples: the model must take the data's input shape and
+    predict one logit per class, so teacher and student agree with the data and each other."""
+    try:
+        with torch.no_grad():
+            out = model.eval()(dataset.x[:2].to(device))
+    except Exception as e:  # a user's model can fail in any way; report it in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise KdlensError(
+            f"the {role} cannot take inputs of shape {dataset.input_shape} ({first})"
+        ) from None
+    if not isinstance(out, torch.Tensor) or out.shape != (len(dataset.x[:2]), dataset.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise KdlensError(
+            f"the {role} outputs {shape} for a batch of 2 but the data has "
+            f"{dataset.num_classes} classes; expected (2, {dataset.num_classes})"
+        )
 
 
 def prepare(
-    config: RunConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = False
+    config: RunConfig,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    progress: bool = False,
+    resume: bool = False,
 ) -> RunContext:
     """Load data, split it, and check models and checkpoints: every user error surfaces here."""
     out = Path(out_dir)
-    check_out_dir(out, overwrite)
+    device = distributed.setup(resolve_device(config.device))  # first: is_main() needs it
+    if distributed.is_main() and not resume:  # the others would race rank 0 creating it
+        check_out_dir(out, overwrite)
+    for spec in (config.teacher, config.student):
+        check_precision(spec.train.precision, device)
     start = time.perf_counter()
     dataset = create_dataset(config.data.name, root=config.data.root, download=config.data.download)
     split = make_split(
         dataset, config.data.val_fraction, config.data.test_fraction, config.seed, config.data.limit
     )
     normalizer = Normalizer.fit(dataset.x[torch.as_tensor(split.train)])
-    ctx = RunContext(
-        config, dataset, split, normalizer, resolve_device(config.device), out, progress
-    )
+    if resume and (out / "split.json").is_file() and Split.load(out / "split.json") != split:
+        raise KdlensError(f"cannot resume {out}: the data or its split changed since the run began")
+    ctx = RunContext(config, dataset, split, normalizer, device, out, progress, resume=resume)
     ctx.timings["data"] = time.perf_counter() - start
     # Build both architectures now so a bad model name or argument fails before any training.
     teacher = ctx.build(config.teacher)
-    ctx.build(config.student)
+    check_model_fits(ctx.build(config.student), "student", dataset, device)
     if config.teacher.checkpoint:
         load_weights(teacher, config.teacher.checkpoint, num_classes=dataset.num_classes)
         ctx.models["teacher"] = teacher.eval()
+    check_model_fits(teacher, "teacher", dataset, device)
     build_distiller(config.distill, ctx.build(config.student), teacher, dataset.input_shape)
     student_tensors(ctx)
     return ctx
 
 
 def _start_folder(ctx: RunContext, overwrite: bool) -> None:
-    if ctx.out_dir.exists() and overwrite:
+    if not distributed.is_main():
+        return
+    if ctx.out_dir.exists() and overwrite and not ctx.resume:
         shutil.rmtree(ctx.out_dir)
-    (ctx.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_config(ctx.config, ctx.out_dir / "config.yaml")
+    try:
+        (ctx.out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {ctx.out_dir}: {e.strerror or e}") from None
+    save_config(ctx.config, ctx.out_dir / "config.yaml")  # on resume: with any --set applied
     ctx.split.save(ctx.out_dir / "split.json")
     write_json(ctx.out_dir / "normalization.json", ctx.normalizer.to_dict())
 
@@ -163,19 +208,36 @@ def _train_stage(
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
     start = time.perf_counter()
-    result = fit(
-        distiller,
-        ctx.train_loader(cfg, seed, data),
-        ctx.eval_loader("val"),
-        cfg,
-        desc=name,
-        progress=ctx.progress,
-        on_epoch=partial(ctx.on_epoch, name) if ctx.on_epoch else None,
+    weights = ctx.out_dir / "checkpoints" / f"{name}.safetensors"
+    ckpt = StageCheckpoint(
+        weights.parent, name, cfg.checkpoint_every, ctx.resume, write=distributed.is_main()
     )
+    done = ckpt.finished()
+    distributed.agree(
+        (done is not None, ctx.resume and ckpt.state_path.is_file()),
+        f"{name}: the processes see different files in {ctx.out_dir}; "
+        "resuming under torchrun needs the run folder on a file system all machines share",
+    )
+    if done is not None:  # resuming: this stage finished before the run stopped
+        load_weights(distiller.student, weights)
+        result = TrainResult(**done)
+    else:
+        result = fit(
+            distiller,
+            ctx.train_loader(cfg, seed, data),
+            ctx.eval_loader("val"),
+            cfg,
+            desc=name,
+            progress=ctx.progress,
+            on_epoch=partial(ctx.on_epoch, name) if ctx.on_epoch else None,
+            checkpoint=ckpt,
+        )
     ctx.models[name] = distiller.student.eval()
     ctx.train_results[name] = result
-    save_weights(distiller.student, ctx.out_dir / "checkpoints" / f"{name}.safetensors")
-    write_json(ctx.out_dir / f"history_{name}.json", result.history)
+    if done is None and distributed.is_main():
+        save_weights(distiller.student, weights)
+        write_json(ctx.out_dir / f"history_{name}.json", result.history)
+        ckpt.mark_finished(asdict(result))
     ctx.timings[name] = time.perf_counter() - start
     log.info(
         "%s: trained in %.1fs (best epoch %d, val accuracy %.4f)",
@@ -188,7 +250,8 @@ def _train_stage(
 
 def train_teacher(ctx: RunContext) -> None:
     if "teacher" in ctx.models:  # loaded from a checkpoint
-        save_weights(ctx.models["teacher"], ctx.out_dir / "checkpoints" / "teacher.safetensors")
+        if distributed.is_main():
+            save_weights(ctx.models["teacher"], ctx.out_dir / "checkpoints" / "teacher.safetensors")
         log.info("teacher: loaded from %s", ctx.config.teacher.checkpoint)
         return
     set_seed(ctx.config.seed)
@@ -258,6 +321,7 @@ def environment(ctx: RunContext) -> dict[str, Any]:
         "torch": torch.__version__,
         "device": str(ctx.device),
         "threads": torch.get_num_threads(),
+        "world_size": distributed.world_size(),
         "platform": platform.platform(),
     }
 
@@ -288,18 +352,23 @@ def run(
     overwrite: bool = False,
     progress: bool = False,
     tensorboard: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the whole experiment and write the run folder; returns the metrics written.
 
     ``tensorboard=True`` also writes TensorBoard event files to ``<out_dir>/tb/<model>``.
+    ``resume=True`` continues the run in ``out_dir`` (see :mod:`kdlens.resume`).
+    Under torchrun only the main process goes on after training; the others return ``{}``.
     """
     total = time.perf_counter()
-    ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress)
+    ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress, resume=resume)
     _start_folder(ctx, overwrite)
     if tensorboard:
         ctx.on_epoch = TensorBoardLogger(ctx.out_dir / "tb")
     train_teacher(ctx)
     train_students(ctx)
+    if not distributed.is_main():
+        return {}
     evaluate_models(ctx)
     readable_stage(ctx)
     omitted_class_stage(ctx)

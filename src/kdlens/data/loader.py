@@ -26,7 +26,12 @@ class Batch:
 
 
 class BatchLoader:
-    """Iterates (shuffled) batches of one split; augmentation is vectorised per batch."""
+    """Iterates (shuffled) batches of one split; augmentation is vectorised per batch.
+
+    With ``world_size > 1`` (several processes, see ``kdlens.distributed``) ``batch_size`` stays
+    the global batch: every process draws the same order and augmentation, then keeps its own
+    contiguous share of each batch, so N processes take the same steps as one process would.
+    """
 
     def __init__(
         self,
@@ -40,6 +45,8 @@ class BatchLoader:
         seed: int = 0,
         max_batches: int | None = None,
         device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
     ):
         self.x, self.y = x, y
         self.normalizer = normalizer
@@ -50,6 +57,7 @@ class BatchLoader:
         self.max_batches = max_batches
         self.device = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         n = -(-len(self.y) // self.batch_size)
@@ -65,7 +73,18 @@ class BatchLoader:
             target = None
             if self.augment is not None:
                 x, target = self._augment(x, y)
+            if self.world_size > 1:
+                if len(index) < self.world_size:
+                    continue  # a last batch too small to share; every process skips it alike
+                x, y, index, target = self._share(x, y, index, target)
             yield Batch(self.normalizer(x), y, index.to(self.device), target)
+
+    def _share(self, *tensors):
+        """This process's contiguous part of each batch tensor (None stays None)."""
+        return tuple(
+            None if t is None else torch.tensor_split(t, self.world_size)[self.rank]
+            for t in tensors
+        )
 
     def _augment(
         self, x: torch.Tensor, y: torch.Tensor

@@ -19,8 +19,13 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 
 def create_dataset(name: str, root: str | None = None, download: bool = False) -> Dataset:
-    """Load a registered dataset and check that it is usable for classification."""
-    dataset = DATASETS.get(name)(root=root, download=download)
+    """Load a registered dataset (or ``npz:<file>``) and check that it is usable."""
+    if name.startswith("npz:"):
+        from kdlens.data.files import load_npz
+
+        dataset = load_npz(name.split(":", 1)[1])
+    else:
+        dataset = DATASETS.get(name)(root=root, download=download)
     check_dataset(dataset)
     return dataset
 

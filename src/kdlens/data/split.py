@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from kdlens.data.base import Dataset
 from kdlens.errors import DataError
+from kdlens.utils import write_bytes_atomic
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Split:
     test: list[int]
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self)))
+        write_bytes_atomic(path, json.dumps(asdict(self)).encode())
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
@@ -43,6 +44,20 @@ def make_split(
     limit: int | None = None,
 ) -> Split:
     """Stratified split from ``seed``; a dataset with a fixed test set keeps it as the test split."""
+    try:
+        split = _make_split(dataset, val_fraction, test_fraction, seed, limit)
+    except ValueError as e:  # scikit-learn: a part would be empty
+        raise DataError(
+            f"dataset {dataset.name!r}: {len(dataset) if limit is None else min(limit, len(dataset))} "
+            f"examples are too few to split into train, val and test ({str(e).splitlines()[0].split('. ')[0]})"
+        ) from None
+    check_split(split, dataset)
+    return split
+
+
+def _make_split(
+    dataset: Dataset, val_fraction: float, test_fraction: float, seed: int, limit: int | None
+) -> Split:
     y = dataset.y.numpy()
     idx = np.arange(len(y))
     if limit is not None and limit < len(idx):
@@ -53,9 +68,7 @@ def make_split(
     else:
         rest, test = _stratified(idx, y, test_fraction, seed)
     train, val = _stratified(rest, y, val_fraction / (1 - test_fraction), seed + 1)
-    split = Split(sorted(map(int, train)), sorted(map(int, val)), sorted(map(int, test)))
-    check_split(split, dataset)
-    return split
+    return Split(sorted(map(int, train)), sorted(map(int, val)), sorted(map(int, test)))
 
 
 def check_split(split: Split, dataset: Dataset) -> None:
