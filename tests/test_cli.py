@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kdlens.cli import main
-from tests.conftest import SMOKE
+from tests.conftest import SMOKE, decided_numbers
 
 MODEL_KEYS = {"accuracy", "nll", "ece", "params", "train_seconds"}
 
@@ -79,17 +79,11 @@ def test_same_seed_repeats_exactly_on_cpu(smoke_run, tmp_path):
     _, first = smoke_run
     again = run(load_config(SMOKE), tmp_path / "again")
 
-    def numbers(d):  # every value training decides; wall-clock measurements excluded
-        timing = ("seconds", "latency", "time", "throughput", "_ms")
-        if isinstance(d, dict):
-            return {k: numbers(v) for k, v in d.items() if not any(t in k for t in timing)}
-        return d
-
     assert set(first["models"]) >= {"teacher", "scratch", "kd"}
     for key in ("accuracy", "nll", "ece"):
         assert key in first["models"]["kd"]
     for part in ("models", "summary", "dataset"):
-        assert numbers(again[part]) == numbers(first[part]), part
+        assert decided_numbers(again[part]) == decided_numbers(first[part]), part
     env = first["environment"]
     assert {"python", "torch", "kdlens", "device", "threads", "world_size"} <= set(env)
 

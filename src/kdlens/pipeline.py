@@ -71,6 +71,7 @@ class RunContext:
     # Called as on_epoch(model_name, epoch_record) after every training epoch (e.g. TensorBoard).
     on_epoch: Callable[[str, dict[str, float]], Any] | None = None
     resume: bool = False  # continue the run in out_dir: skip finished stages, resume the others
+    world_size: int = 1  # processes that trained together (torchrun)
 
     def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(getattr(self.split, part))
@@ -321,7 +322,7 @@ def environment(ctx: RunContext) -> dict[str, Any]:
         "torch": torch.__version__,
         "device": str(ctx.device),
         "threads": torch.get_num_threads(),
-        "world_size": distributed.world_size(),
+        "world_size": ctx.world_size,
         "platform": platform.platform(),
     }
 
@@ -367,7 +368,11 @@ def run(
         ctx.on_epoch = TensorBoardLogger(ctx.out_dir / "tb")
     train_teacher(ctx)
     train_students(ctx)
-    if not distributed.is_main():
+    # Training is the only work the processes share: the main process goes on alone, so later
+    # stages that train (readable students, pruning fine-tunes) run as in a single process.
+    ctx.world_size, main = distributed.world_size(), distributed.is_main()
+    distributed.teardown()
+    if not main:
         return {}
     evaluate_models(ctx)
     readable_stage(ctx)

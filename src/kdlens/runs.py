@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from kdlens.checkpoints import load_weights
-from kdlens.config import RunConfig, load_config
+from kdlens.config import ModelSpec, RunConfig, load_config
 from kdlens.data import BatchLoader, Dataset, Normalizer, Split, create_dataset
 from kdlens.errors import CheckpointError, KdlensError
 from kdlens.models import create_model
@@ -47,7 +47,7 @@ class Run:
 
     def build(self, name: str) -> nn.Module:
         """A fresh (untrained) model of ``name``'s architecture: the teacher's or the student's."""
-        spec = self.config.teacher if name == "teacher" else self.config.student
+        spec = model_spec(self.config, name)
         ds = self.dataset
         return create_model(spec.model, ds.input_shape, ds.num_classes, **spec.model_args)
 
@@ -73,6 +73,16 @@ class Run:
     def loader(self, part: str, batch_size: int = 512) -> BatchLoader:
         x, y = self.tensors(part)
         return BatchLoader(x, y, self.normalizer, batch_size)
+
+
+def model_spec(config: RunConfig, name: str) -> ModelSpec:
+    """The architecture behind a model name of a run: teacher, readable soft tree, or student
+    (scratch, kd and everything derived from kd: pruned, int8)."""
+    if name == "teacher":
+        return config.teacher
+    if name.startswith("soft_tree"):
+        return config.readable.soft_tree
+    return config.student
 
 
 def _stem(path: Path) -> str:

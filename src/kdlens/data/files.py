@@ -51,6 +51,8 @@ def load_npz(path: str | Path) -> Dataset:
     k = int(y.max()) + 1 if len(y) else 0
     classes = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else None
     features = [str(c) for c in arrays.get("feature_names", [])]
+    if x.ndim == 2 and not features:  # tables are read by feature name in figures and rules
+        features = [f"x{i}" for i in range(x.shape[1])]
     return Dataset(
         name=name,
         x=torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32),

@@ -133,7 +133,10 @@ def _load_model(run: Path, name: str, cfg: RunConfig, shape, num_classes: int, d
     path = run / "checkpoints" / f"{name}.safetensors"
     if not path.is_file():
         return None
-    specs: list[ModelSpec] = [cfg.teacher] if name == "teacher" else [cfg.student, cfg.teacher]
+    from kdlens.runs import model_spec
+
+    # The architecture the name implies first; a student-named copy of the teacher also loads.
+    specs: list[ModelSpec] = [model_spec(cfg, name)] + ([cfg.teacher] if name != "teacher" else [])
     for spec in specs:
         model = create_model(spec.model, shape, num_classes, **spec.model_args)
         try:
