@@ -81,7 +81,8 @@ def test_report_command_on_a_folder_with_extra_models(smoke_run, tmp_path, capsy
     assert "report.html" in capsys.readouterr().out
     explain = json.loads((run / "explain.json").read_text())
     assert explain["attributions"]["n_examples"] == 16
-    assert set(explain["torch_models"]) == {"teacher", "scratch", "kd", "kd2"}
+    readable = {"soft_tree_scratch", "soft_tree_kd"}  # rebuilt from the readable config
+    assert set(explain["torch_models"]) == {"teacher", "scratch", "kd", "kd2"} | readable
     # Every model with saved test logits (readable and int8 students too) gets dark knowledge.
     assert {"teacher", "scratch", "kd", "kd2", "tree"} <= set(explain["models"])
     assert "ghost" not in explain["models"]
