@@ -412,3 +412,14 @@ def test_resume_with_a_state_of_another_model(smoke_run, tmp_path, capsys):
     torch.save({"format": 1, "model": {"other.weight": torch.zeros(3)}}, state)
     assert main(["run", "--resume", str(out), "--quiet"]) == 2
     assert "kd.state.pt holds another model's weights" in capsys.readouterr().err
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+
+    from kdlens.utils import write_json
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_json(tmp_path / "m.json", {"a": 1})
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~mask

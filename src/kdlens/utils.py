@@ -45,6 +45,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically: a reader never sees half a file."""
     write_bytes_atomic(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode())
@@ -69,6 +78,8 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             yield f
         os.replace(tmp, path)
