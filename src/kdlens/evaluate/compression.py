@@ -6,6 +6,7 @@ FLOPs come from PyTorch's ``FlopCounterMode`` (a multiply-add counts as 2 FLOPs)
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -77,7 +78,10 @@ def time_call(
     time: with one thread it equals the latency of an idle machine, and time spent waiting for a
     core on a busy one is not counted. It is only meaningful with ``threads=1``.
     """
-    from torch.utils.benchmark import Timer  # lazy: the import logs a CUDA notice on CPU machines
+    # Importing torch.utils.benchmark imports cpp_extension, which logs a "No CUDA runtime"
+    # warning on CPU machines: noise on the user's terminal, so that logger is quietened.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Timer
 
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
