@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from kdlens.config import RunConfig, load_config, save_config
@@ -26,7 +27,8 @@ def test_every_shipped_config_loads_and_builds(path):
         "breast_cancer": (30,),
     }.get(config.data.name, (3, 32, 32))
     for spec in (config.teacher, config.student):
-        create_model(spec.model, shape, 10, **spec.model_args)
+        model = create_model(spec.model, shape, 10, **spec.model_args).eval()
+        assert model(torch.rand(2, *shape)).shape == (2, 10)
 
 
 def test_default_yaml_is_the_default_config():

@@ -36,7 +36,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _fails(tmp_path, capsys, extra, message, config=SMOKE):
+def expect_error(tmp_path, capsys, extra, message, config=SMOKE):
     out = tmp_path / "run"
     args = ["run", "--out", str(out), "--quiet", *extra]
     if config is not None:
@@ -64,7 +64,7 @@ def _npz(tmp_path, name="data.npz", n=60, classes=3, **arrays) -> Path:
 def test_wrong_type_in_yaml(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("teacher:\n  train:\n    batch_size: [64]\n")
-    _fails(
+    expect_error(
         tmp_path,
         capsys,
         [],
@@ -76,19 +76,19 @@ def test_wrong_type_in_yaml(tmp_path, capsys):
 def test_unknown_nested_key_in_yaml_suggests(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("student:\n  trian: {epochs: 3}\n")
-    _fails(
+    expect_error(
         tmp_path, capsys, [], "unknown field 'student.trian'; did you mean 'student.train'?", cfg
     )
 
 
 def test_fractions_that_leave_nothing_to_train(tmp_path, capsys):
     extra = ["--set", "data.val_fraction=0.5", "--set", "data.test_fraction=0.5"]
-    _fails(tmp_path, capsys, extra, "val_fraction + test_fraction must be below 1")
+    expect_error(tmp_path, capsys, extra, "val_fraction + test_fraction must be below 1")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_cuda(tmp_path, capsys):
-    _fails(
+    expect_error(
         tmp_path,
         capsys,
         ["--set", "device=cuda"],
@@ -124,13 +124,15 @@ def _teacher_checkpoint(tmp_path, **overrides) -> Path:
 def test_truncated_safetensors(tmp_path, capsys):
     ckpt = _teacher_checkpoint(tmp_path)
     ckpt.write_bytes(ckpt.read_bytes()[:-100])
-    _fails(tmp_path, capsys, ["--set", f"teacher.checkpoint={ckpt}"], "is corrupt or truncated")
+    expect_error(
+        tmp_path, capsys, ["--set", f"teacher.checkpoint={ckpt}"], "is corrupt or truncated"
+    )
 
 
 def test_corrupt_pt_file(tmp_path, capsys):
     ckpt = tmp_path / "teacher.pt"
     ckpt.write_bytes(os.urandom(2048))
-    _fails(
+    expect_error(
         tmp_path,
         capsys,
         ["--set", f"teacher.checkpoint={ckpt}"],
@@ -142,19 +144,23 @@ def test_truncated_pt_file(tmp_path, capsys):
     ckpt = tmp_path / "teacher.pt"
     torch.save(create_model("cnn", (1, 8, 8), 10, channels=[8, 16], hidden=32).state_dict(), ckpt)
     ckpt.write_bytes(ckpt.read_bytes()[:500])
-    _fails(tmp_path, capsys, ["--set", f"teacher.checkpoint={ckpt}"], "is corrupt or truncated")
+    expect_error(
+        tmp_path, capsys, ["--set", f"teacher.checkpoint={ckpt}"], "is corrupt or truncated"
+    )
 
 
 def test_checkpoint_of_another_architecture(tmp_path, capsys):
     ckpt = _teacher_checkpoint(tmp_path, model="mlp", args={"hidden": [16]})
-    _fails(tmp_path, capsys, ["--set", f"teacher.checkpoint={ckpt}"], "is for another architecture")
+    expect_error(
+        tmp_path, capsys, ["--set", f"teacher.checkpoint={ckpt}"], "is for another architecture"
+    )
 
 
 def test_teacher_checkpoint_for_another_input_shape(tmp_path, capsys):
     ckpt = _teacher_checkpoint(tmp_path, model="mlp", args={"hidden": [16]}, shape=(1, 28, 28))
     extra = ["--set", "teacher.model=mlp", "--set", "teacher.model_args.hidden=[16]"]
     extra += ["--set", f"teacher.checkpoint={ckpt}"]
-    _fails(tmp_path, capsys, extra, "was made for inputs of another shape")
+    expect_error(tmp_path, capsys, extra, "was made for inputs of another shape")
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -174,7 +180,7 @@ def test_data_with_nan_or_inf(tmp_path, capsys, bad):
     x = np.ones((60, 5), "float32")
     x[7, 2] = bad
     path = _npz(tmp_path, x=x)
-    _fails(
+    expect_error(
         tmp_path,
         capsys,
         [*TABULAR_TEACHER, "--set", f"data.name=npz:{path}"],
@@ -184,12 +190,12 @@ def test_data_with_nan_or_inf(tmp_path, capsys, bad):
 
 def test_empty_data(tmp_path, capsys):
     path = _npz(tmp_path, x=np.zeros((0, 5), "float32"), y=np.zeros(0, "int64"))
-    _fails(tmp_path, capsys, [*TABULAR_TEACHER, "--set", f"data.name=npz:{path}"], "is empty")
+    expect_error(tmp_path, capsys, [*TABULAR_TEACHER, "--set", f"data.name=npz:{path}"], "is empty")
 
 
 def test_too_few_examples_for_three_splits(tmp_path, capsys):
     path = _npz(tmp_path, n=2, classes=2)
-    _fails(
+    expect_error(
         tmp_path,
         capsys,
         [*TABULAR_TEACHER, "--set", f"data.name=npz:{path}"],
@@ -209,7 +215,7 @@ def test_labels_out_of_range(tmp_path, capsys):
     y = np.arange(60) % 3
     y[4] = -1
     path = _npz(tmp_path, y=y)
-    _fails(
+    expect_error(
         tmp_path,
         capsys,
         [*TABULAR_TEACHER, "--set", f"data.name=npz:{path}"],
@@ -228,7 +234,7 @@ def load_npz_unchecked(path):
 
 def test_class_missing_from_training_split(tmp_path, capsys):
     path = _npz(tmp_path, class_names=np.array(["a", "b", "c", "never"]))
-    _fails(
+    expect_error(
         tmp_path,
         capsys,
         [*TABULAR_TEACHER, "--set", f"data.name=npz:{path}"],
@@ -252,7 +258,7 @@ def test_class_missing_from_training_split(tmp_path, capsys):
 def test_bad_data_files(tmp_path, capsys, make, message):
     path = tmp_path / "d.npz"
     make(path)
-    _fails(tmp_path, capsys, [*TABULAR_TEACHER, "--set", f"data.name=npz:{path}"], message)
+    expect_error(tmp_path, capsys, [*TABULAR_TEACHER, "--set", f"data.name=npz:{path}"], message)
 
 
 # --- teacher and student against the data and each other ---------------------------------------
@@ -270,7 +276,7 @@ def fixed_input(input_shape, num_classes):
 
 def test_teacher_predicting_other_classes(tmp_path, capsys):
     extra = ["--set", "teacher.model=import:tests.test_errors:wrong_classes"]
-    _fails(
+    expect_error(
         tmp_path,
         capsys,
         extra,
@@ -280,7 +286,7 @@ def test_teacher_predicting_other_classes(tmp_path, capsys):
 
 def test_student_for_another_input_shape(tmp_path, capsys):
     extra = ["--set", "student.model=import:tests.test_errors:fixed_input"]
-    _fails(tmp_path, capsys, extra, "the student cannot take inputs of shape (1, 8, 8)")
+    expect_error(tmp_path, capsys, extra, "the student cannot take inputs of shape (1, 8, 8)")
 
 
 # --- output folder -------------------------------------------------------------------------------
