@@ -89,6 +89,20 @@ def _top_weights_text(w: np.ndarray, names: list[str], k: int = 4) -> str:
     return "\n".join(f"{w[i]:+.2f} {names[i][:18]}" for i in top)
 
 
+def _draw_node(ax, w: np.ndarray, kind: str, input_shape, names, fontsize: int) -> None:
+    """One inner node's filter: an image of its weights (red pushes right), or its top weights."""
+    if kind == "image":
+        img = _filter_image(w, input_shape)
+        lim = np.abs(img).max() or 1.0
+        ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        text = _top_weights_text(w, names)
+        ax.text(0.02, 0.5, text, family="monospace", fontsize=fontsize, va="center")
+        ax.axis("off")
+
+
 def soft_tree_nodes_figure(model, kind: str, input_shape, names: list[str]):
     """Inner nodes of the first levels, in tree layout: filters (images) or top weights."""
     levels = min(model.depth, MAX_LEVELS)
@@ -102,24 +116,8 @@ def soft_tree_nodes_figure(model, kind: str, input_shape, names: list[str]):
             node = n - 1 + j
             span = cols // n
             ax = plt.subplot2grid((levels, cols), (level, j * span), colspan=span, fig=fig)
-            title = f"node {node}  β={beta[node]:.2f}"
-            if kind == "image":
-                img = _filter_image(w[node], input_shape)
-                lim = np.abs(img).max() or 1.0
-                ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
-                ax.set_xticks([])
-                ax.set_yticks([])
-            else:
-                ax.text(
-                    0.02,
-                    0.5,
-                    _top_weights_text(w[node], names),
-                    family="monospace",
-                    fontsize=7,
-                    va="center",
-                )
-                ax.axis("off")
-            ax.set_title(title, fontsize=7)
+            _draw_node(ax, w[node], kind, input_shape, names, fontsize=7)
+            ax.set_title(f"node {node}  β={beta[node]:.2f}", fontsize=7)
     fig.suptitle("soft tree inner nodes (red: pushes right)", fontsize=9)
     return fig
 
@@ -158,22 +156,7 @@ def soft_tree_path_figure(model, x: torch.Tensor, kind: str, input_shape, names,
     for i, (node, right) in enumerate(steps, 1):
         ax = axes[i]
         p = float(torch.sigmoid(a[node]))
-        if kind == "image":
-            img = _filter_image(w[node], input_shape)
-            lim = np.abs(img).max() or 1.0
-            ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        else:
-            ax.text(
-                0.02,
-                0.5,
-                _top_weights_text(w[node], names),
-                family="monospace",
-                fontsize=6,
-                va="center",
-            )
-            ax.axis("off")
+        _draw_node(ax, w[node], kind, input_shape, names, fontsize=6)
         ax.set_title(f"node {node}: {'right' if right else 'left'}\np(right)={p:.2f}", fontsize=7)
     probs = torch.softmax(model.leaf_logits[leaf].detach().cpu(), -1).numpy()
     ax = axes[len(steps) + 1]
