@@ -54,16 +54,8 @@ def one_pass(run: Path, scratch: Path) -> dict[str, dict[str, float]]:
     rec("disagreements", w, p)
     full = {
         **c.clean(explain),
-        "schema_version": 1,
-        "dataset": {
-            "kind": inp.kind,
-            "class_names": inp.class_names,
-            "feature_names": inp.feature_names,
-            "input_shape": list(inp.x.shape[1:]),
-            "n_test": len(inp.y),
-        },
-        "temperature": inp.temperature,
-        "config": inp.config.model_dump(),
+        "schema_version": c.SCHEMA_VERSION,
+        **c.run_header(inp),
         "attributions": c.clean(at),
         "faithfulness": c.clean(fa),
         "timings": {},

@@ -15,6 +15,15 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture
+def single_thread():
+    """Tiny models: one thread is fastest, spares a busy machine and fixes the summation order."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One smoke run shared by the tests that only read its outputs."""

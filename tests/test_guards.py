@@ -17,14 +17,7 @@ from kdlens.errors import CheckpointError
 from kdlens.train import DivergenceError, fit
 from tests.conftest import SMOKE
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest, and spares a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class _NanAfter(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -48,7 +49,11 @@ def torch_load_safely(path: str | Path):
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        # A corrupt file can make torch warn about its "pickle protocol" before failing: the
+        # one-line error below says it better, so the warning stays off the user's terminal.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(_refusal(p, str(e))) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:

@@ -23,15 +23,9 @@ AGREEMENT_METHOD = "integrated_gradients"
 SCHEMA_VERSION = 1
 
 
-def compute_explanations(inp: ExplainInputs) -> dict[str, Any]:
-    """Dark knowledge, attributions, faithfulness and disagreements for every model in ``inp``."""
-    if "teacher" not in inp.test_logits:
-        raise KdlensError("explanations need the teacher's predictions, but the run has none")
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    order = torch.randperm(len(inp.y), generator=torch.Generator().manual_seed(inp.seed))
-    out: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
+def run_header(inp: ExplainInputs) -> dict[str, Any]:
+    """What explain.json says about the data and the run, before any explanation."""
+    return {
         "dataset": {
             "kind": inp.kind,
             "class_names": inp.class_names,
@@ -41,6 +35,19 @@ def compute_explanations(inp: ExplainInputs) -> dict[str, Any]:
         },
         "temperature": inp.temperature,
         "config": inp.config.model_dump(),
+    }
+
+
+def compute_explanations(inp: ExplainInputs) -> dict[str, Any]:
+    """Dark knowledge, attributions, faithfulness and disagreements for every model in ``inp``."""
+    if "teacher" not in inp.test_logits:
+        raise KdlensError("explanations need the teacher's predictions, but the run has none")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    order = torch.randperm(len(inp.y), generator=torch.Generator().manual_seed(inp.seed))
+    out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        **run_header(inp),
         "models": list(inp.test_logits),
         "torch_models": list(inp.models),
     }
