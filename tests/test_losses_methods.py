@@ -5,15 +5,13 @@ import math
 import pytest
 import torch
 
-from kdlens.distill.adaptive import (
-    confidence_alpha,
-    schedule_value,
-    weighted_kd_loss_parts,
-)
-from kdlens.distill.losses import kd_loss_parts, soft_kl
-from kdlens.distill.losses_dkd import dkd_loss, dkd_loss_parts
-from kdlens.distill.losses_feature import attention_map, attention_transfer_loss, hint_loss
-from kdlens.distill.losses_relational import rkd_angle_loss, rkd_distance_loss
+from kdlens.distill.losses import soft_kl
+from kdlens.distill.methods.at import attention_map, attention_transfer_loss
+from kdlens.distill.methods.dkd import dkd_loss, dkd_loss_parts
+from kdlens.distill.methods.fitnets import hint_loss
+from kdlens.distill.methods.kd import confidence_alpha, kd_loss_parts, weighted_kd_loss_parts
+from kdlens.distill.methods.rkd import rkd_angle_loss, rkd_distance_loss
+from kdlens.distill.schedules import schedule_value
 
 
 def test_hint_loss_is_mean_squared_error():

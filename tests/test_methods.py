@@ -38,7 +38,7 @@ def test_all_methods_are_registered():
     assert {"kd", "fitnets", "at", "dkd", "rkd"} <= set(list_distillers())
 
 
-@pytest.mark.parametrize("method", ["kd", "fitnets", "at", "dkd", "rkd"])
+@pytest.mark.parametrize("method", list_distillers())
 def test_a_step_changes_only_student_and_adapter_parameters(ctx, method):
     d = _distiller(ctx, method)
     d.train()
@@ -62,11 +62,32 @@ def test_a_step_changes_only_student_and_adapter_parameters(ctx, method):
     assert not any(n.startswith("teacher.") for n in changed)
     for k, v in d.teacher.state_dict().items():
         assert torch.equal(v, teacher_state[k]), k  # weights and BN statistics
+    assert any(n.startswith("student.") for n in changed)
     if method == "fitnets":  # the regressor trains with the student
         assert any(n.startswith("regressor.") for n in changed)
         assert len(trainable) > len(student_ids)
-    else:
-        assert trainable == student_ids
+
+
+@pytest.mark.parametrize("method", list_distillers())
+def test_a_student_with_its_own_loss_is_honoured_or_refused_in_one_line(ctx, method):
+    """The soft tree brings its own loss (``loss_parts``): a method uses it or says it cannot."""
+    from kdlens.config import ModelSpec
+
+    spec = ModelSpec(model="soft_tree", model_args={"depth": 2})
+    config = ctx.config.distill.model_copy(update={"method": method})
+    teacher = ctx.build(ctx.config.teacher)
+    try:
+        d = build_distiller(config, ctx.build(spec), teacher, ctx.dataset.input_shape)
+    except ConfigError as e:
+        assert "\n" not in str(e) and method in str(e) and "own loss" in str(e)
+        return
+    calls = []
+    original = d.student.loss_parts
+    d.student.loss_parts = lambda *a, **k: calls.append(1) or original(*a, **k)
+    batch = next(iter(ctx.train_loader(ctx.config.student.train, 0)))
+    out = d(batch)
+    assert calls, f"{method} ignored the student's own loss"
+    assert torch.isfinite(out["loss"])
 
 
 def test_feature_methods_leave_no_hooks_behind(ctx):

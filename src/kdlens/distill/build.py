@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from kdlens.config import DistillConfig
-from kdlens.distill.distiller import DISTILLERS, Distiller
+from kdlens.distill.distiller import DISTILLERS, Distiller, has_own_loss
 from kdlens.errors import ConfigError
 
 # Filled by the pipeline, never by a user's options.
@@ -62,6 +62,11 @@ def build_distiller(
         kwargs["example_weighting"] = config.example_weighting
     kwargs = {k: v for k, v in kwargs.items() if k in known}
     factory = DISTILLERS.get(method)
+    if has_own_loss(student) and not getattr(factory, "honours_own_loss", False):
+        raise ConfigError(
+            f"distill.method {method!r} cannot train {type(student).__name__}, which brings its own "
+            "loss (loss_parts); use method 'kd'"
+        )
     if "input_shape" in inspect.signature(factory).parameters:
         kwargs["input_shape"] = tuple(input_shape)
     distiller = factory(student=student, teacher=teacher, **kwargs)

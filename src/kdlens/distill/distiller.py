@@ -10,13 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlens.data.loader import Batch
-from kdlens.distill.adaptive import (
-    confidence_alpha,
-    schedule_value,
-    weighted_kd_loss_parts,
-)
-from kdlens.distill.losses import kd_loss_parts, soft_targets
-from kdlens.errors import ConfigError
+from kdlens.distill.schedules import schedule_value
 from kdlens.registry import Registry
 
 DISTILLERS: Registry[nn.Module] = Registry("distillation method")
@@ -37,6 +31,10 @@ class Distiller(nn.Module):
     ``forward(batch)`` returns ``{"loss": total, "logits": student logits, **parts}``; every part
     except ``logits`` is a scalar that already carries its weight.
     """
+
+    # Whether ``forward`` trains a student that brings its own loss (``loss_parts``, e.g. the soft
+    # tree) through that loss; a method that cannot is refused by ``build_distiller``.
+    honours_own_loss = True
 
     def __init__(self, student: nn.Module):
         super().__init__()
@@ -92,6 +90,8 @@ def own_loss(student: nn.Module, x: torch.Tensor, targets) -> dict[str, torch.Te
 class TeacherDistiller(Distiller):
     """A distiller with a frozen teacher: eval mode always, no gradients, parameters untouched."""
 
+    honours_own_loss = False
+
     def __init__(self, student: nn.Module, teacher: nn.Module):
         super().__init__(student)
         self.teacher = teacher.eval()
@@ -117,53 +117,6 @@ class TeacherDistiller(Distiller):
         if self._cache is not None:
             return self._cache[batch.index].to(batch.x.device)
         return self.teacher(batch.x)
-
-
-@register_distiller("kd")
-class KDDistiller(TeacherDistiller):
-    """Hinton et al. (2015): hard-label CE plus T^2-scaled KL to the teacher's soft targets."""
-
-    def __init__(
-        self,
-        student: nn.Module,
-        teacher: nn.Module,
-        temperature: float = 4.0,
-        alpha: float = 0.1,
-        example_weighting: str = "none",
-    ):
-        super().__init__(student, teacher)
-        if example_weighting not in ("none", "confidence"):
-            raise ConfigError(
-                f"distill.example_weighting: unknown {example_weighting!r} (known: none, confidence)"
-            )
-        self.temperature = temperature
-        self.alpha = alpha
-        self.example_weighting = example_weighting
-
-    def logit_loss_parts(
-        self, logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Batch
-    ) -> dict[str, torch.Tensor]:
-        """The weighted ``ce`` and ``kd`` terms; methods built on KD add their own terms."""
-        if self.example_weighting == "confidence":
-            alpha = confidence_alpha(teacher_logits, batch.labels, self.alpha)
-            return weighted_kd_loss_parts(
-                logits, teacher_logits, batch.labels, self.temperature, alpha
-            )
-        return kd_loss_parts(logits, teacher_logits, batch.labels, self.temperature, self.alpha)
-
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if has_own_loss(self.student):
-            # Same weights as kd_loss_parts: alpha on hard labels, (1 - alpha) T^2 on soft targets.
-            t = self.temperature
-            teacher = self.teacher_logits(batch)
-            targets = {
-                "ce": (batch.labels, 1.0, self.alpha),
-                "kd": (soft_targets(teacher, t), t, (1.0 - self.alpha) * t**2),
-            }
-            return own_loss(self.student, batch.x, targets)
-        logits = self.student(batch.x)
-        parts = self.logit_loss_parts(logits, self.teacher_logits(batch), batch)
-        return loss_dict(parts, logits)
 
 
 def loss_dict(parts: dict[str, torch.Tensor], logits: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kdlens.data.loader import Batch
-from kdlens.distill.distiller import KDDistiller
 from kdlens.distill.hooks import capture, check_module_names
+from kdlens.distill.methods.kd import KDDistiller
+
+
+def match_spatial(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average-pool the larger of two (B, C, H, W) maps down to the other's size."""
+    if a.ndim != 4 or a.shape[-2:] == b.shape[-2:]:
+        return a, b
+    if a.shape[-2] * a.shape[-1] > b.shape[-2] * b.shape[-1]:
+        return F.adaptive_avg_pool2d(a, b.shape[-2:]), b
+    return a, F.adaptive_avg_pool2d(b, a.shape[-2:])
 
 
 class FeatureDistiller(KDDistiller):
@@ -18,6 +28,7 @@ class FeatureDistiller(KDDistiller):
     """
 
     method = "feature"
+    honours_own_loss = False  # its terms need the student's logits and features, not a loss
 
     def __init__(
         self,

@@ -6,13 +6,31 @@ channel counts may differ, since a map averages over channels.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kdlens.data.loader import Batch
 from kdlens.distill.distiller import loss_dict, register_distiller
-from kdlens.distill.features import FeatureDistiller
-from kdlens.distill.losses_feature import attention_transfer_loss
+from kdlens.distill.features import FeatureDistiller, match_spatial
 from kdlens.errors import ConfigError
+
+
+def attention_map(feature: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """Spatial attention (Zagoruyko & Komodakis, eq. 2 and §3.1): mean over channels of
+    |A|^p, flattened and L2-normalised per example. (B, C, H, W) -> (B, H*W)."""
+    return F.normalize(feature.abs().pow(p).mean(1).flatten(1), dim=1)
+
+
+def attention_transfer_loss(
+    student_feature: torch.Tensor, teacher_feature: torch.Tensor, p: float = 2.0
+) -> torch.Tensor:
+    """Mean squared distance between normalised attention maps (the RepDistiller form of eq. 3).
+
+    Maps of different resolution are compared after pooling the larger one to the smaller.
+    """
+    s, t = match_spatial(student_feature, teacher_feature)
+    return (attention_map(s, p) - attention_map(t, p)).pow(2).mean()
 
 
 @register_distiller("at")

@@ -2,12 +2,21 @@
 
 The student matches the *structure* of the teacher's embedding (pairwise distances and the angles
 of triplets), not the embedding itself, so the two may have different widths.
+
+The distiller adds the distance and angle terms to KD's, on the embeddings entering each
+model's classifier by default.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from kdlens.data.loader import Batch
+from kdlens.distill.distiller import loss_dict, register_distiller
+from kdlens.distill.features import FeatureDistiller
+from kdlens.distill.hooks import last_linear_input
 
 
 def pairwise_distances(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -42,3 +51,38 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
     with torch.no_grad():
         t_a = _angles(t)
     return F.smooth_l1_loss(_angles(s), t_a)
+
+
+@register_distiller("rkd")
+class RKDDistiller(FeatureDistiller):
+    """Relational KD (Park et al. 2019): KD plus matching pairwise distances and triplet angles."""
+
+    method = "rkd"
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        teacher_layer: str | None = None,
+        student_layer: str | None = None,
+        distance_weight: float = 25.0,
+        angle_weight: float = 50.0,
+        temperature: float = 4.0,
+        alpha: float = 0.1,
+        example_weighting: str = "none",
+    ):
+        # Default: the embeddings entering each model's classifier, as in the paper.
+        teacher_layer = teacher_layer or last_linear_input(teacher)
+        student_layer = student_layer or last_linear_input(student)
+        super().__init__(
+            student, teacher, [teacher_layer], [student_layer], temperature, alpha,
+            example_weighting,
+        )  # fmt: skip
+        self.distance_weight, self.angle_weight = distance_weight, angle_weight
+
+    def forward(self, batch: Batch):
+        logits, teacher_logits, (s,), (t,) = self.features(batch)
+        parts = self.logit_loss_parts(logits, teacher_logits, batch)
+        parts["rkd_distance"] = self.distance_weight * rkd_distance_loss(s, t)
+        parts["rkd_angle"] = self.angle_weight * rkd_angle_loss(s, t)
+        return loss_dict(parts, logits)

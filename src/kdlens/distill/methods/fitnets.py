@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdlens.data.loader import Batch
 from kdlens.distill.distiller import loss_dict, register_distiller
-from kdlens.distill.features import FeatureDistiller
-from kdlens.distill.losses_feature import hint_loss, match_spatial
+from kdlens.distill.features import FeatureDistiller, match_spatial
 from kdlens.errors import ConfigError
+
+
+def hint_loss(regressed_student: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
+    """FitNets' hint loss: mean squared error between the regressed student and teacher features."""
+    return F.mse_loss(regressed_student, teacher_feature)
 
 
 def make_regressor(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> nn.Module:

@@ -4,12 +4,19 @@ KD's KL splits exactly into a target-class term (TCKD: the binary distribution [
 and a non-target term (NCKD: the distribution among the other classes):
 KL(p_t || p_s) = TCKD + (1 - p_t,gt) * NCKD. DKD drops the (1 - p_t,gt) factor, which suppresses
 NCKD exactly where the teacher is confident, and weighs the two terms freely.
+
+The distiller: ``distill.alpha`` on hard-label CE, ``1 - alpha`` on the decoupled terms, with the
+paper's linear warm-up.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from kdlens.data.loader import Batch
+from kdlens.distill.distiller import TeacherDistiller, loss_dict, register_distiller
 
 
 def _binary_log_probs(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -58,3 +65,41 @@ def dkd_loss(
     """alpha * TCKD + beta * NCKD (Zhao et al., eq. 7); labels are class indices (B,)."""
     parts = dkd_loss_parts(student_logits, teacher_logits, labels, temperature)
     return alpha * parts["tckd"] + beta * parts["nckd"]
+
+
+@register_distiller("dkd")
+class DKDDistiller(TeacherDistiller):
+    """Decoupled KD (Zhao et al. 2022): CE plus weighted target and non-target KL terms.
+
+    ``distill.alpha`` weighs the hard-label CE and ``1 - alpha`` the decoupled terms, as KD's
+    soft term; DKD's own alpha/beta (options ``tckd``/``nckd``) weigh TCKD and NCKD. The decoupled
+    terms ramp up linearly over ``warmup`` epochs (mdistiller: 20 of 240).
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        tckd: float = 1.0,
+        nckd: float = 8.0,
+        warmup: int = 20,
+        temperature: float = 4.0,
+        alpha: float = 0.5,
+    ):
+        super().__init__(student, teacher)
+        self.tckd, self.nckd, self.warmup = tckd, nckd, warmup
+        self.temperature, self.alpha = temperature, alpha
+
+    def forward(self, batch: Batch):
+        logits = self.student(batch.x)
+        teacher_logits = self.teacher_logits(batch)
+        d = dkd_loss_parts(logits, teacher_logits, batch.y, self.temperature)
+        # epoch counts from 0; mdistiller's min(epoch / warmup, 1) counts from 1
+        warm = min((self.epoch + 1) / self.warmup, 1.0) if self.warmup > 0 else 1.0
+        w = (1.0 - self.alpha) * warm
+        parts = {
+            "ce": self.alpha * F.cross_entropy(logits, batch.labels),
+            "tckd": w * self.tckd * d["tckd"],
+            "nckd": w * self.nckd * d["nckd"],
+        }
+        return loss_dict(parts, logits)
