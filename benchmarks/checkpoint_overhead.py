@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from kdlens.checkpointing import StageCheckpoint
+from kdlens.run import RunFolder, StageCheckpoint
 from kdlens.config import load_config
 from kdlens.pipeline import run
 

@@ -18,7 +18,7 @@ from kdlens.config import load_config
 from kdlens.deploy.stage import _pruned_student
 from kdlens.evaluate import accuracy, fidelity
 from kdlens.pipeline import evaluate_models, prepare
-from kdlens.runs import load_run
+from kdlens.run import load_run
 
 VARIANTS = {"T4_alpha0.5": (4.0, 0.5), "T4_alpha0": (4.0, 0.0), "T20_alpha0.5": (20.0, 0.5)}
 

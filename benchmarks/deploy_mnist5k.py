@@ -28,7 +28,7 @@ from kdlens.config import load_config
 from kdlens.deploy.onnx_export import OrtModel
 from kdlens.evaluate.compression import measure_speed
 from kdlens.pipeline import run
-from kdlens.runs import load_run
+from kdlens.run import load_run
 
 SPARSITIES = [0.5, 0.8, 0.9]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdlens.checkpoints import load_weights
+from kdlens.run.weights import load_weights
 from kdlens.config import load_config
 from kdlens.data import Normalizer, Split, create_dataset, make_split
 from kdlens.evaluate.metrics import accuracy, fidelity

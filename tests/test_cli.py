@@ -35,7 +35,7 @@ def test_smoke_run_writes_the_run_folder(smoke_run):
 
 
 def test_saved_split_and_checkpoints_reload(smoke_run):
-    from kdlens.checkpoints import load_weights
+    from kdlens.run.weights import load_weights
     from kdlens.config import load_config
     from kdlens.data import Split
     from kdlens.models import create_model
@@ -123,7 +123,7 @@ def test_bad_input_is_one_line_exit_2_and_no_folder(tmp_path, capsys, extra, mes
 
 
 def test_teacher_checkpoint_with_other_class_count(tmp_path, capsys):
-    from kdlens.checkpoints import save_weights
+    from kdlens.run.weights import save_weights
     from kdlens.config import load_config
     from kdlens.models import create_model
 

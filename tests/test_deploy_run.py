@@ -44,7 +44,7 @@ def test_smoke_run_measures_every_model_and_quantizes_the_student(smoke_run):
 
 
 def test_load_run_rebuilds_every_model(smoke_run):
-    from kdlens.runs import load_run
+    from kdlens.run import load_run
 
     out, metrics = smoke_run
     run = load_run(out)
@@ -116,17 +116,18 @@ def test_parity_failure_is_loud():
 def test_deploy_stage_prunes_with_kd_and_with_hard_labels(smoke_run, tmp_path):
     """Pruning at 50% on the smoke run's distilled student, fine-tuned both ways."""
     from kdlens.config import load_config
-    from kdlens.deploy.stage import deploy
-    from kdlens.pipeline import evaluate_models, prepare
-    from kdlens.runs import load_run
+    from kdlens.pipeline import prepare
+    from kdlens.run import load_run
+    from kdlens.stages import deploy, evaluate
 
     run_dir = _copy(smoke_run, tmp_path)
     config = load_config(SMOKE, ["deploy.prune=[0.5]", "deploy.finetune_epochs=1"])
     ctx = prepare(config, run_dir, overwrite=True)
     run = load_run(run_dir)
-    ctx.models = {n: run.load_model(n) for n in ("teacher", "scratch", "kd")}
-    evaluate_models(ctx)
-    deploy(ctx)
+    for name in ("teacher", "scratch", "kd"):
+        ctx.add_model(run.records[name], run.load_model(name))
+    evaluate.run(ctx)
+    deploy.run(ctx)
     models = ctx.metrics["models"]
     assert {"kd_pruned50", "kd_pruned50_hard", "kd_pruned50_int8", "kd_int8"} <= set(models)
     from kdlens.deploy.prune import prunable_layers

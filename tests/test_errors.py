@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdlens.checkpoints import save_weights
+from kdlens.run.weights import save_weights
 from kdlens.cli import main
 from kdlens.config import load_config
 from kdlens.data import Split, check_dataset
@@ -298,7 +298,7 @@ def test_output_path_is_a_file(tmp_path, capsys):
 
 
 def test_unwritable_output_folder(tmp_path, capsys):
-    from kdlens.pipeline import _writable
+    from kdlens.run.folder import writable as _writable
 
     locked = tmp_path / "locked"
     locked.mkdir()

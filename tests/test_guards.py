@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from kdlens.checkpointing import StageCheckpoint
-from kdlens.checkpoints import load_weights, read_state_dict
+from kdlens.run import RunFolder, StageCheckpoint
+from kdlens.run.weights import load_weights, read_state_dict
 from kdlens.cli import main
 from kdlens.config import TrainConfig
 from kdlens.data import BatchLoader, Normalizer
@@ -39,6 +39,13 @@ class _NanAfter(nn.Module):
         return out
 
 
+def _folder(path):
+    """A run folder for a lone training stage: its checkpoints/ holds the state."""
+    folder = RunFolder(path)
+    folder.make_dirs()
+    return folder
+
+
 def nan_after(input_shape, num_classes, after: int = 6):
     """``import:`` factory used by the CLI test below."""
     return _NanAfter(input_shape, num_classes, after)
@@ -54,7 +61,7 @@ def _loaders(n=64, batch=16):
 
 def test_divergence_names_epoch_and_step_and_keeps_last_good_state(tmp_path):
     train, val = _loaders()  # 4 batches per epoch: call 7 is epoch 2, step 3
-    ckpt = StageCheckpoint(tmp_path, "student")
+    ckpt = StageCheckpoint(_folder(tmp_path), "student")
     with pytest.raises(DivergenceError) as info:
         fit(
             Distiller(nan_after((1, 4, 4), 2, after=7)),
@@ -188,7 +195,7 @@ def test_plain_state_dict_pt_files_still_load(tmp_path):
 
 def test_divergence_names_the_epoch_actually_saved(tmp_path):
     train, val = _loaders()  # 4 batches per epoch: call 13 is epoch 4, step 1
-    ckpt = StageCheckpoint(tmp_path, "student", every=2)
+    ckpt = StageCheckpoint(_folder(tmp_path), "student", every=2)
     with pytest.raises(DivergenceError, match="epoch 4, step 1; epoch 2 is kept in"):
         fit(
             Distiller(nan_after((1, 4, 4), 2, after=13)),

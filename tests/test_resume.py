@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdlens.checkpointing import StageCheckpoint
+from kdlens.run import RunFolder, StageCheckpoint
 from kdlens.cli import main
 from kdlens.config import AugmentConfig, TrainConfig
 from kdlens.data import BatchLoader, Normalizer
@@ -21,6 +21,13 @@ from kdlens.utils import set_seed
 from tests.conftest import REPO, SMOKE, decided_numbers
 
 LONGER = ["--set", "student.train.epochs=8"]
+
+
+def _folder(path):
+    """A run folder for a lone training stage: its checkpoints/ holds the state."""
+    folder = RunFolder(path)
+    folder.make_dirs()
+    return folder
 
 
 def _numbers(metrics: dict) -> dict:
@@ -105,7 +112,7 @@ class _Stop(Exception):
 def test_interrupted_fit_resumes_exactly(tmp_path):
     whole, whole_model = _fit_tiny(tmp_path, 5)
 
-    ckpt = StageCheckpoint(tmp_path, "s", every=1)
+    ckpt = StageCheckpoint(_folder(tmp_path), "s", every=1)
 
     def stop_after_3(record):
         if record["epoch"] == 3:
@@ -126,7 +133,7 @@ def test_interrupted_fit_resumes_exactly(tmp_path):
 
 
 def test_checkpoint_every_zero_writes_no_state(tmp_path):
-    ckpt = StageCheckpoint(tmp_path, "s", every=0)
+    ckpt = StageCheckpoint(_folder(tmp_path), "s", every=0)
     _fit_tiny(tmp_path, 2, checkpoint=ckpt)
     assert not ckpt.state_path.exists()
 

@@ -16,8 +16,7 @@ EXIT_USAGE = 2
 def _cmd_run(args: argparse.Namespace) -> int:
     from kdlens import distributed
     from kdlens.config import load_config
-    from kdlens.pipeline import run
-    from kdlens.resume import resume_run
+    from kdlens.pipeline import resume_run, run
 
     if args.resume and (args.config or args.out or args.overwrite):
         raise ConfigError(

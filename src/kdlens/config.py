@@ -394,12 +394,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             if isinstance(section, dict) and "model" in section and "model_args" not in section:
                 section["model_args"] = {}
         raw = _merge(raw, file_raw)
+    return config_from_dict(apply_overrides(raw, overrides))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """``key=value`` overrides applied to a config dict (in place; also returned)."""
     for text in overrides or []:
         keys, value = parse_override(text)
         if len(keys) >= 2 and keys[0] in ("teacher", "student") and keys[1] == "model":
-            raw[keys[0]]["model_args"] = {}
+            section = raw.setdefault(keys[0], {})
+            if isinstance(section, dict):
+                section["model_args"] = {}
         _set_path(raw, keys, value)
-    return config_from_dict(raw)
+    return raw
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

@@ -1,35 +1,35 @@
-"""One training loop for teachers and students: it sums what the Distiller returns."""
+"""One training loop for every model (it sums what the Distiller returns), and the one training
+stage every stage of a run uses: resumable, under torchrun, with the teacher-logit cache."""
 
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from kdlens import distributed
-from kdlens.checkpointing import StageCheckpoint, TrainProgress
-from kdlens.config import TrainConfig
-from kdlens.data.loader import BatchLoader
-from kdlens.distill.distiller import Distiller, compute_logits
+from kdlens.config import RunConfig, TrainConfig
+from kdlens.data.loader import BatchLoader, is_augmenting
+from kdlens.distill.distiller import Distiller, TeacherDistiller, compute_logits
 from kdlens.errors import ConfigError, KdlensError
 from kdlens.evaluate.metrics import accuracy, nll
+from kdlens.run.context import EVAL_BATCH, RunContext, Tensors
+from kdlens.run.records import ModelRecord
+from kdlens.run.state import StageCheckpoint, TrainProgress, TrainResult
+from kdlens.run.weights import load_weights, save_weights
+from kdlens.utils import write_bytes_atomic
+
+log = logging.getLogger("kdlens")
 
 
 class DivergenceError(KdlensError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class TrainResult:
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_accuracy: float = float("nan")
-    seconds: float = 0.0
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -190,3 +190,119 @@ def _train_epoch(
     record = {"epoch": epoch, **{k: v / seen for k, v in zip(keys, totals[:-2], strict=True)}}
     record["train_accuracy"] = totals[-2] / seen
     return record
+
+
+def config_values(config: RunConfig, prefixes: tuple[str, ...]) -> dict[str, Any]:
+    """The config's leaf values under ``prefixes`` (dotted paths), as a finished stage records
+    them: a resume that would change one of them is refused."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        elif any(path == p or path.startswith(p + ".") for p in prefixes):
+            if not path.endswith(".checkpoint_every"):  # how often state is saved changes nothing
+                flat[path] = node
+
+    walk(config.model_dump(mode="json"), "")
+    return flat
+
+
+def train_stage(
+    ctx: RunContext,
+    record: ModelRecord,
+    distiller: Distiller,
+    cfg: TrainConfig,
+    seed: int,
+    data: Tensors | None = None,
+    depends_on: tuple[str, ...] = (),
+    keep: bool = True,
+) -> TrainResult:
+    """Train ``distiller.student`` as the model ``record.name`` of the run, or reload it when a
+    resumed run finished it before; every epoch's state is saved, so a kill loses at most one.
+
+    ``depends_on``: config prefixes the result depends on, recorded when the stage finishes.
+    ``keep=False`` trains without adding the model to the run (complexity sweeps).
+    """
+    start = time.perf_counter()
+    name, folder = record.name, ctx.folder
+    ckpt = StageCheckpoint(folder, name, cfg.checkpoint_every, ctx.resume)
+    done = ckpt.finished()
+    distributed.agree(
+        (done is not None, ctx.resume and ckpt.state_path.is_file()),
+        f"{name}: the processes see different files in {folder.path}; "
+        "resuming under torchrun needs the run folder on a file system all machines share",
+    )
+    if done is not None:  # resuming: this stage finished before the run stopped
+        load_weights(distiller.student, folder.weights(name))
+        result = done
+    else:
+        x, y = data if data is not None else ctx.tensors("train")
+        use_teacher_cache(ctx, distiller, cfg, (x, y))
+        result = fit(
+            distiller,
+            ctx.train_loader(cfg, seed, (x, y)),
+            ctx.eval_loader("val"),
+            cfg,
+            desc=name,
+            progress=ctx.progress,
+            on_epoch=partial(ctx.on_epoch, name) if ctx.on_epoch else None,
+            checkpoint=ckpt,
+        )
+    model = distiller.student.eval()
+    if done is None:
+        if folder.write:
+            save_weights(model, folder.weights(name))
+        folder.write_json(folder.history(name), result.history)
+        ckpt.mark_finished(result, config_values(ctx.config, depends_on))
+    if keep:
+        record.weights = folder.relative(folder.weights(name))
+        record.format = "safetensors"
+        ctx.train_results[name] = result
+        ctx.add_model(record, model)
+        ctx.timings[name] = time.perf_counter() - start
+    log.info(
+        "%s: %s in %.1fs (best epoch %d, val accuracy %.4f)",
+        name,
+        "reloaded" if done is not None else "trained",
+        time.perf_counter() - start,
+        result.best_epoch,
+        result.best_val_accuracy,
+    )
+    return result
+
+
+def use_teacher_cache(ctx: RunContext, distiller: Distiller, cfg: TrainConfig, data: Tensors):
+    """Give ``distiller`` the teacher's logits over ``data`` when they cannot change (the input
+    is not augmented), computed once per run and kept in the run folder."""
+    if not isinstance(distiller, TeacherDistiller) or not distiller.accepts_cache:
+        return
+    if not ctx.config.distill.cache_teacher_logits or is_augmenting(cfg.augment):
+        return
+    distiller.set_teacher_cache(teacher_logits(ctx, distiller.teacher, data))
+
+
+def teacher_logits(ctx: RunContext, teacher: torch.nn.Module, data: Tensors) -> torch.Tensor:
+    """The teacher's logits over un-augmented ``data``, from the run folder's cache when it holds
+    them for the same examples (resuming or re-reporting never recomputes them)."""
+    import hashlib
+
+    from safetensors.torch import load, save
+
+    x, y = data
+    key = hashlib.sha1(y.numpy().tobytes() + str(tuple(x.shape)).encode()).hexdigest()[:12]
+    path = ctx.folder.teacher_logits_cache(key)
+    if path.is_file():
+        try:
+            cached = load(path.read_bytes())["logits"]
+            if cached.shape == (len(y), ctx.dataset.num_classes):
+                return cached
+        except Exception:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
+            log.warning("cache %s is unreadable; recomputing it", path)
+    loader = BatchLoader(x, y, ctx.normalizer, EVAL_BATCH, device=ctx.device)
+    logits = compute_logits(teacher, loader)
+    if ctx.folder.write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, save({"logits": logits.contiguous()}))
+    return logits

@@ -163,31 +163,34 @@ def _speed(
 def export_run_model(run_dir: str | Path, name: str = "kd", fmt: str = "onnx") -> dict[str, Any]:
     """``kdlens export``: ``RUN_DIR/export/NAME.onnx``, checked on the test split; the check and
     both runtimes' timings go to ``export/NAME.json`` and to ``metrics.json`` under ``onnx``."""
-    from kdlens.runs import load_run
-    from kdlens.utils import write_json
+    from kdlens.run import load_run
 
     if fmt != "onnx":
         raise ExportError(f"unknown export format {fmt!r}; supported: onnx")
     run = load_run(run_dir)
-    if name not in run.model_names() and (run.path / "export" / f"{name}.onnx").is_file():
-        raise ExportError(
-            f"model {name!r} is already an ONNX model: {run.path / 'export' / name}.onnx"
-        )
+    record = run.records.get(name)
+    if record is not None and record.format == "onnx":
+        raise ExportError(f"model {name!r} is already an ONNX model: {run.path / record.weights}")
     model = run.load_model(name)
     x_test = run.normalizer(run.tensors("test")[0])
     cfg = run.config.deploy
-    record = export_and_check(
-        model,
-        name,
-        x_test,
-        run.path / "export",
-        cfg.timing_warmup,
-        cfg.timing_seconds,
-        cfg.timing_threads or torch.get_num_threads(),
-        cfg.timing_clock,
-    )
-    write_json(run.path / "export" / f"{name}.json", record)
-    if run.metrics is not None and name in run.metrics.get("models", {}):
-        run.metrics["models"][name]["onnx"] = record
-        write_json(run.path / "metrics.json", run.metrics)
+    folder = run.folder
+    folder.write = True
+    with folder.locked():
+        record = export_and_check(
+            model,
+            name,
+            x_test,
+            folder.export,
+            cfg.timing_warmup,
+            cfg.timing_seconds,
+            cfg.timing_threads or torch.get_num_threads(),
+            cfg.timing_clock,
+        )
+        folder.write_json(folder.export / f"{name}.json", record)
+        if folder.metrics.is_file():
+            metrics = folder.read_json(folder.metrics)
+            if name in metrics.get("models", {}):
+                metrics["models"][name]["onnx"] = record
+                folder.write_json(folder.metrics, metrics)
     return record

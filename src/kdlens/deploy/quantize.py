@@ -11,17 +11,18 @@
 
 from __future__ import annotations
 
-import copy
-import io
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from kdlens.errors import CheckpointError
-from kdlens.utils import write_bytes_atomic
+# How int8 weights are stored and rebuilt belongs to the run folder; quantizing is deploy's.
+from kdlens.run.weights import (  # noqa: F401  (re-exported)
+    load_dynamic_int8,
+    quantize_dynamic_int8,
+    save_dynamic_int8,
+)
 
 TORCH_DYNAMIC = "torch-dynamic-int8"
 ORT_STATIC = "onnxruntime-static-int8"
@@ -34,39 +35,6 @@ def has_conv(model: nn.Module) -> bool:
 def quantization_method(model: nn.Module) -> str:
     """Which int8 path suits ``model`` (see the module docstring for why)."""
     return ORT_STATIC if has_conv(model) else TORCH_DYNAMIC
-
-
-def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
-    """A CPU copy of ``model`` with every ``nn.Linear`` replaced by a dynamic int8 one."""
-    float_model = copy.deepcopy(model).cpu().eval()
-    with warnings.catch_warnings():
-        # torch.ao.quantization warns on every call that it moves to torchao; eager dynamic
-        # quantization still works and needs no other package.
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(float_model, {nn.Linear}, dtype=torch.qint8)
-
-
-def save_dynamic_int8(model: nn.Module, path: str | Path) -> None:
-    """Packed int8 weights are not plain tensors, so this is a ``torch.save`` state dict."""
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # quantized tensors still go through TypedStorage
-        torch.save(model.state_dict(), buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def load_dynamic_int8(float_model: nn.Module, path: str | Path) -> nn.Module:
-    """Rebuild a dynamic int8 model from its float architecture and a saved state dict."""
-    model = quantize_dynamic_int8(float_model)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except Exception as e:  # weights_only refuses anything that could run code
-        first = (str(e).strip().splitlines() or ["unreadable"])[0]
-        raise CheckpointError(f"int8 checkpoint {path} cannot be loaded ({first})") from None
-    return model.eval()
 
 
 class _Calibration:

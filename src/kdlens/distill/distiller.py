@@ -91,6 +91,9 @@ class TeacherDistiller(Distiller):
     """A distiller with a frozen teacher: eval mode always, no gradients, parameters untouched."""
 
     honours_own_loss = False
+    # Whether precomputed teacher logits can stand in for running the teacher (not when a method
+    # needs the teacher's features every step).
+    accepts_cache = True
 
     def __init__(self, student: nn.Module, teacher: nn.Module):
         super().__init__(student)

@@ -29,6 +29,7 @@ class FeatureDistiller(KDDistiller):
 
     method = "feature"
     honours_own_loss = False  # its terms need the student's logits and features, not a loss
+    accepts_cache = False  # the teacher must run every step to produce its features
 
     def __init__(
         self,

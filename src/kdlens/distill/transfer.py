@@ -9,20 +9,28 @@ experiment, §3). Augmented or mixup samples come from ``student.train.augment``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kdlens.config import RunConfig
 from kdlens.data import Dataset, create_dataset
-from kdlens.data.split import _stratified
+from kdlens.data.split import Split, _stratified
 from kdlens.errors import ConfigError, DataError
 
-if TYPE_CHECKING:
-    from kdlens.pipeline import RunContext
-
 Tensors = tuple[torch.Tensor, torch.Tensor]
+
+
+class RunContext(Protocol):
+    """What these functions read of a run (``kdlens.run.RunContext`` has it)."""
+
+    config: RunConfig
+    dataset: Dataset
+    split: Split
+
+    def tensors(self, part: str) -> Tensors: ...
 
 
 def holdout_indices(ctx: RunContext) -> tuple[list[int], list[int]]:

@@ -9,15 +9,11 @@ and after.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from kdlens.distill import compute_logits
 from kdlens.evaluate.metrics import accuracy
-
-if TYPE_CHECKING:
-    from kdlens.pipeline import RunContext
 
 SHIFTS = torch.arange(0.0, 20.01, 0.25)
 
@@ -61,26 +57,3 @@ def omitted_class_report(
         "omitted_recall_corrected": class_recall(corrected, test_labels, classes),
         "accuracy_corrected": accuracy(corrected, test_labels),
     }
-
-
-def omitted_class_stage(ctx: RunContext) -> None:
-    """Adds ``omitted_classes`` to metrics.json when ``distill.exclude_classes`` is set."""
-    classes = list(ctx.config.distill.exclude_classes)
-    if not classes:
-        return
-    val_loader, test_loader = ctx.eval_loader("val"), ctx.eval_loader("test")
-    report: dict[str, Any] = {"classes": classes, "models": {}}
-    if "teacher" in ctx.test_logits:  # a reference: the teacher did see the omitted classes
-        logits = ctx.test_logits["teacher"]
-        report["models"]["teacher"] = {
-            "omitted_recall": class_recall(logits, test_loader.y, classes),
-            "accuracy": accuracy(logits, test_loader.y),
-        }
-    for name in ("scratch", "kd"):
-        if name not in ctx.models:
-            continue
-        val_logits = compute_logits(ctx.models[name], val_loader)
-        report["models"][name] = omitted_class_report(
-            ctx.test_logits[name], test_loader.y, val_logits, val_loader.y, classes
-        )
-    ctx.metrics["omitted_classes"] = report

@@ -9,15 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdlens.config import ExplainConfig, ModelSpec, RunConfig, load_config
-from kdlens.data import BatchLoader, Normalizer, Split, create_dataset
+from kdlens.config import ExplainConfig, RunConfig, load_config
+from kdlens.data import BatchLoader, Normalizer
 from kdlens.distill import compute_logits
-from kdlens.errors import CheckpointError, ConfigError, KdlensError
-from kdlens.utils import read_json, resolve_device
+from kdlens.errors import CheckpointError, ConfigError
+from kdlens.utils import resolve_device
 
 log = logging.getLogger("kdlens")
-
-LOGITS_FILE = "test_logits.safetensors"
 
 
 @dataclass
@@ -43,7 +41,7 @@ class ExplainInputs:
 
 
 def from_context(ctx) -> ExplainInputs:
-    """Inputs from a :class:`kdlens.pipeline.RunContext` that has been evaluated."""
+    """Inputs from a :class:`kdlens.run.RunContext` that has been evaluated."""
     x, y = ctx.tensors("test")
     cfg: RunConfig = ctx.config
     return ExplainInputs(
@@ -62,33 +60,29 @@ def from_context(ctx) -> ExplainInputs:
 
 
 def from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> ExplainInputs:
-    """Inputs rebuilt from a run folder: config, split, normalisation, checkpoints, metrics.
+    """Inputs rebuilt from a run folder (see :func:`kdlens.run.load_run`).
 
-    Models whose checkpoint fits the teacher's or the student's architecture are explained with
-    Captum; other models listed in metrics.json take their logits from ``test_logits.safetensors``.
+    Torch models with weights in the run are explained with Captum; the others (surrogates, int8
+    models) take their logits from the run's saved test logits.
     """
-    run = Path(run_dir)
+    from kdlens.run import load_run
+
     for text in overrides or []:
         if not text.strip().startswith("explain."):
             # The run's data, split and models are fixed; only what is explained can change.
             raise ConfigError(f"--set {text!r}: a report can only change explain.* settings")
-    if not (run / "metrics.json").is_file() or not (run / "config.yaml").is_file():
-        raise KdlensError(f"{run} is not a kdlens run folder (no metrics.json / config.yaml)")
-    cfg = load_config(run / "config.yaml", overrides)
-    dataset = create_dataset(cfg.data.name, root=cfg.data.root, download=False)
-    split = Split.load(run / "split.json")
-    normalizer = _load_normalizer(run / "normalization.json", dataset.x.ndim, dataset.x.shape[1])
-    idx = torch.as_tensor(split.test)
-    x, y = dataset.x[idx], dataset.y[idx]
+    run = load_run(run_dir, need_metrics=True)
+    cfg = load_config(run.folder.config, overrides)
+    x, y = run.tensors("test")
     device = resolve_device(cfg.device)
-    names = list(read_json(run / "metrics.json")["models"])
-    saved = _saved_logits(run / LOGITS_FILE)
+    saved = _saved_logits(run.folder.test_logits)
     models, logits = {}, {}
-    for name in names:
-        model = _load_model(run, name, cfg, dataset.input_shape, dataset.num_classes, device)
-        if model is not None:
+    for name in run.metrics["models"]:
+        record = run.records.get(name)
+        if record is not None and record.format == "safetensors":
+            model = run.load_model(name).to(device)
             models[name] = model
-            loader = BatchLoader(x, y, normalizer, 512, device=device)
+            loader = BatchLoader(x, y, run.normalizer, 512, device=device)
             logits[name] = compute_logits(model, loader)
         elif name in saved:
             logits[name] = saved[name]
@@ -97,10 +91,10 @@ def from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> Exp
     return ExplainInputs(
         x=x,
         y=y,
-        normalizer=normalizer,
-        kind=dataset.kind,
-        class_names=list(dataset.class_names),
-        feature_names=list(dataset.feature_names),
+        normalizer=run.normalizer,
+        kind=run.dataset.kind,
+        class_names=list(run.dataset.class_names),
+        feature_names=list(run.dataset.feature_names),
         temperature=cfg.distill.temperature,
         config=cfg.explain,
         test_logits=logits,
@@ -109,39 +103,13 @@ def from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> Exp
     )
 
 
-def _load_normalizer(path: Path, ndim: int, channels: int) -> Normalizer:
-    raw = read_json(path)
-    mean, std = torch.tensor(raw["mean"]), torch.tensor(raw["std"])
-    if ndim == 4:  # per channel, broadcast over (H, W)
-        mean, std = mean.reshape(channels, 1, 1), std.reshape(channels, 1, 1)
-    return Normalizer(mean, std)
-
-
 def _saved_logits(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         return {}
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    return load_file(str(path))
-
-
-def _load_model(run: Path, name: str, cfg: RunConfig, shape, num_classes: int, device):
-    """The model saved as checkpoints/<name>.safetensors, if it fits a known architecture."""
-    from kdlens.checkpoints import load_weights
-    from kdlens.models import create_model
-
-    path = run / "checkpoints" / f"{name}.safetensors"
-    if not path.is_file():
-        return None
-    from kdlens.runs import model_spec
-
-    # The architecture the name implies first; a student-named copy of the teacher also loads.
-    specs: list[ModelSpec] = [model_spec(cfg, name)] + ([cfg.teacher] if name != "teacher" else [])
-    for spec in specs:
-        model = create_model(spec.model, shape, num_classes, **spec.model_args)
-        try:
-            load_weights(model, path, num_classes=num_classes)
-        except CheckpointError:
-            continue
-        return model.to(device).eval()
-    return None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is corrupt ({e})") from None

@@ -178,6 +178,7 @@ class FittedSurrogate:
     uses_raw: bool  # trees and EBMs read raw features; logistic regression standardised ones
     temperature: float
     fit_seconds: float = 0.0
+    distilled: bool = False  # fitted on the teacher's soft targets (else on hard labels)
 
     def logits(self, raw: np.ndarray, norm: np.ndarray, num_classes: int) -> torch.Tensor:
         x = raw if self.uses_raw else norm
@@ -204,7 +205,7 @@ def fit_pair(
     kd = fit_surrogate(make_surrogate(kind, complexity, seed, max_leaves), x, soft, int(keep.sum()))
     end = time.perf_counter()
     return (
-        FittedSurrogate(f"{kind}_kd", kind, kd, uses_raw, temperature, end - mid),
+        FittedSurrogate(f"{kind}_kd", kind, kd, uses_raw, temperature, end - mid, distilled=True),
         FittedSurrogate(f"{kind}_scratch", kind, scratch, uses_raw, 1.0, mid - start),
     )
 

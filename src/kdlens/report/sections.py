@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlens.report.html import how, image, table
-from kdlens.utils import read_json
+from kdlens.run import RunFolder
 
 COMPRESSION_COLUMNS = [
     ("stage", "stage"),
@@ -22,13 +22,12 @@ COMPRESSION_COLUMNS = [
 ]
 
 
-def deploy_section(run: Path, metrics: dict[str, Any]) -> str:
+def deploy_section(run: RunFolder, metrics: dict[str, Any]) -> str:
     """Teacher -> student -> pruned -> int8: what each step costs in accuracy and gains in size."""
-    figures = run / "figures"
-    path = figures / "compression_table.json"
+    path = run.compression_table
     if not path.is_file():
         return ""
-    data: dict[str, Any] = read_json(path)
+    data: dict[str, Any] = run.read_json(path)
     rows = [[r["name"]] + [r.get(key) for key, _ in COMPRESSION_COLUMNS] for r in data["rows"]]
     return "\n".join(
         [
@@ -39,8 +38,8 @@ def deploy_section(run: Path, metrics: dict[str, Any]) -> str:
                 "shows what it costs and what it saves."
             ),
             table(["model"] + [label for _, label in COMPRESSION_COLUMNS], rows),
-            image(figures / "compression_accuracy_vs_size.png", "accuracy against size"),
-            image(figures / "pruning_accuracy_vs_sparsity.png", "accuracy against sparsity"),
+            image(run.compression_plot, "accuracy against size"),
+            image(run.pruning_plot, "accuracy against sparsity"),
         ]
     )
 
@@ -55,12 +54,12 @@ READABLE_COLUMNS = [
 MAX_RULES_CHARS = 6000
 
 
-def readable_section(run: Path, metrics: dict[str, Any]) -> str:
+def readable_section(run: RunFolder, metrics: dict[str, Any]) -> str:
     """Readable students beside their hard-label twins, their pictures, rules and curves."""
     readable = metrics.get("readable")
     if not readable:
         return ""
-    names = [n for n in metrics["models"] if n.split("_")[0] in ("soft", "tree", "logistic", "ebm")]
+    names = [n for n, m in metrics["models"].items() if m.get("role") == "readable"]
     rows = [[n] + [metrics["models"][n].get(k) for k, _ in READABLE_COLUMNS] for n in names]
     parts = [
         "<h2>Readable students</h2>",
@@ -72,7 +71,7 @@ def readable_section(run: Path, metrics: dict[str, Any]) -> str:
         ),
         table(["model"] + [label for _, label in READABLE_COLUMNS], rows),
     ]
-    curves = sorted((run / "figures").glob("readable_curve_*.png"))
+    curves = sorted(run.figures.glob("readable_curve_*.png"))
     if curves:
         parts.append(
             how(
@@ -83,7 +82,7 @@ def readable_section(run: Path, metrics: dict[str, Any]) -> str:
         )
         parts += [image(p, p.stem) for p in curves]
     pictures = [
-        run / f
+        run.file(f)
         for f in readable.get("figures", [])
         if not Path(f).name.startswith("readable_curve_")
     ]
@@ -97,7 +96,7 @@ def readable_section(run: Path, metrics: dict[str, Any]) -> str:
         )
         parts += [image(p, p.stem) for p in pictures]
     for rules in readable.get("rules", []):
-        path = run / rules
+        path = run.file(rules)
         if path.is_file():
             text = path.read_text()[:MAX_RULES_CHARS]
             parts.append(f"<p class='muted'>{escape(rules)}</p><pre>{escape(text)}</pre>")
@@ -107,5 +106,5 @@ def readable_section(run: Path, metrics: dict[str, Any]) -> str:
 SECTIONS = [readable_section, deploy_section]
 
 
-def extra_sections(run: Path, metrics: dict[str, Any]) -> list[str]:
+def extra_sections(run: RunFolder, metrics: dict[str, Any]) -> list[str]:
     return [html for section in SECTIONS if (html := section(run, metrics))]

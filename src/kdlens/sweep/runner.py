@@ -87,14 +87,14 @@ def _teacher_key(config: RunConfig) -> str:
 
 def ensure_teacher(config: RunConfig, folder: Path, progress: bool = False) -> Path:
     """Train the teacher once into ``folder`` (or find it there); returns its checkpoint."""
-    from kdlens.pipeline import prepare, train_teacher
+    from kdlens.pipeline import run
+    from kdlens.run import RunFolder
 
-    checkpoint = folder / "checkpoints" / "teacher.safetensors"
-    if checkpoint.is_file():
+    run_folder = RunFolder(folder)
+    checkpoint = run_folder.weights("teacher")
+    if run_folder.done("teacher").is_file():
         return checkpoint
-    ctx = prepare(config, folder, overwrite=True, progress=progress)
-    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
-    train_teacher(ctx)  # writes the checkpoint last, atomically: it marks the teacher finished
+    run(config, folder, overwrite=True, progress=progress, only=("teacher",))
     return checkpoint
 
 
@@ -131,6 +131,7 @@ def run_sweep(
     ``teachers_dir`` (default ``<out>/teachers``) may be shared by sweeps over the same teachers.
     """
     from kdlens.pipeline import run
+    from kdlens.run import RunFolder
 
     if seeds < 1:
         raise ConfigError("sweep: --seeds must be at least 1")
@@ -150,7 +151,7 @@ def run_sweep(
         for i, cell in enumerate(cells):
             config = configs[(i, s)]
             run_dir = out / "cells" / cell_name(cell) / f"seed_{config.seed}"
-            if (run_dir / "metrics.json").is_file():
+            if RunFolder(run_dir).metrics.is_file():
                 log.info("sweep: %s seed %d finished earlier, reusing it", cell, config.seed)
             else:
                 if config.teacher.checkpoint is None:
@@ -162,7 +163,7 @@ def run_sweep(
                 run(config, run_dir, overwrite=True, progress=progress)
             runs[i].append({"seed": config.seed, "dir": str(run_dir.relative_to(out))})
     for i, cell in enumerate(cells):
-        metrics = [read_json(out / r["dir"] / "metrics.json") for r in runs[i]]
+        metrics = [read_json(RunFolder(out / r["dir"]).metrics) for r in runs[i]]
         results.append(
             {"cell": cell, "name": cell_name(cell), "runs": runs[i], **summarize_runs(metrics)}
         )

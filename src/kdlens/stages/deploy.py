@@ -1,5 +1,9 @@
-"""The deploy stage of ``kdlens run``: measure every model, then prune, quantize and export the
-distilled student, adding models such as ``kd_pruned50`` and ``kd_int8`` to ``metrics.json``."""
+"""Stage 6: measure every model, then prune, quantize and export the distilled student, adding
+models such as ``kd_pruned50`` and ``kd_int8`` (role ``deployed``) to the run.
+
+Pruning fine-tunes train through :func:`kdlens.train.train_stage` in every process (resumable,
+under torchrun); quantizing, timing and exporting happen in the main process only.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlens.checkpoints import save_weights
+from kdlens import distributed
 from kdlens.config import TrainConfig
-from kdlens.data import BatchLoader, is_augmenting
 from kdlens.deploy.onnx_export import OrtModel, batched_logits, export_and_check, export_onnx
 from kdlens.deploy.prune import (
     channel_sparsity,
@@ -34,7 +37,7 @@ from kdlens.deploy.quantize import (
     quantize_onnx_static,
     save_dynamic_int8,
 )
-from kdlens.distill import Distiller, KDDistiller, compute_logits
+from kdlens.distill import Distiller, build_distiller
 from kdlens.evaluate import classification_metrics
 from kdlens.evaluate.compression import (
     count_nonzero_parameters,
@@ -44,14 +47,18 @@ from kdlens.evaluate.compression import (
     size_bytes,
 )
 from kdlens.models import count_parameters
-from kdlens.runs import INT8_SUFFIX
-from kdlens.train import fit
-from kdlens.utils import set_seed, write_json
+from kdlens.run import ModelRecord, RunContext, select
+from kdlens.run.weights import save_weights
+from kdlens.train import train_stage
+from kdlens.utils import set_seed
 
 log = logging.getLogger("kdlens")
 
-STUDENT = "kd"  # the model the deploy stage compresses: the distilled student
+NAME = "deploy"
+MAIN_ONLY = False  # pruning fine-tunes train in every process; the rest is the main one's
 CALIBRATION_EXAMPLES = 512
+DEPENDS_ON = ("seed", "data", "teacher", "student", "distill", "deploy.finetune_epochs",
+              "deploy.finetune_lr")  # fmt: skip
 
 
 @dataclass
@@ -66,24 +73,38 @@ class Artifact:
     runtime: str = "pytorch"
 
 
-def deploy(ctx) -> None:
-    """Run after ``evaluate_models``; reads and adds to ``ctx`` (a :class:`RunContext`)."""
+def student_name(ctx: RunContext) -> str:
+    """The model deploy compresses: the distilled student."""
+    return select(ctx.records, role="student", trained_with="teacher")[0]
+
+
+def run(ctx: RunContext) -> None:
+    """Run after the evaluate stage; reads and adds to ``ctx``."""
     cfg = ctx.config.deploy
     start = time.perf_counter()
-    x_test = ctx.normalizer(ctx.tensors("test")[0])  # (N, ...) normalised, on the CPU
-    artifacts = {name: _float_artifact(ctx, name, m) for name, m in ctx.models.items()}
+    student = student_name(ctx)
     deploy_info: dict[str, Any] = {}
+    # Every process takes part in the fine-tunes; only the main one goes on to measure.
+    pruned = _prune_all(ctx, student) if cfg.prune else []
+    if not distributed.is_main():
+        return
+    x_test = ctx.normalizer(ctx.tensors("test")[0])  # (N, ...) normalised, on the CPU
+    artifacts = {
+        name: _float_artifact(ctx, name, ctx.models[name])
+        for name in ctx.models
+        if name in ctx.metrics["models"]
+    }
     if cfg.prune:
-        deploy_info["pruning"] = _prune_all(ctx, artifacts)
+        deploy_info["pruning"] = pruned
     if cfg.quantize:
-        deploy_info["quantization"] = _quantize_all(ctx, artifacts)
+        deploy_info["quantization"] = _quantize_all(ctx, artifacts, student)
     _measure_all(ctx, artifacts, x_test)
     if cfg.export == "onnx":
         _export_all(ctx, artifacts, x_test)
     models = ctx.metrics["models"]
-    summary = {"teacher_vs_student": ratios(models["teacher"], models[STUDENT])}
-    if f"{STUDENT}_int8" in models:
-        summary["student_vs_int8"] = ratios(models[STUDENT], models[f"{STUDENT}_int8"])
+    summary = {"teacher_vs_student": ratios(models["teacher"], models[student])}
+    if f"{student}_int8" in models:
+        summary["student_vs_int8"] = ratios(models[student], models[f"{student}_int8"])
     ctx.metrics.setdefault("summary", {}).update(summary)
     deploy_info["files"] = _save_table_and_figures(ctx, deploy_info.get("pruning"))
     ctx.metrics["deploy"] = deploy_info
@@ -98,19 +119,15 @@ def _cpu(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).cpu().eval()
 
 
-def _float_artifact(ctx, name: str, model: nn.Module) -> Artifact:
+def _float_artifact(ctx: RunContext, name: str, model: nn.Module) -> Artifact:
     cpu = _cpu(model)
-    return Artifact(name, cpu, _ckpt(ctx, name, ".safetensors"), cpu)
-
-
-def _ckpt(ctx, name: str, suffix: str) -> Path:
-    return ctx.out_dir / "checkpoints" / f"{name}{suffix}"
+    return Artifact(name, cpu, ctx.folder.weights(name), cpu)
 
 
 def _add_model(
-    ctx, artifact: Artifact, extra: dict[str, Any], x_test: torch.Tensor | None = None
+    ctx: RunContext, artifact: Artifact, extra: dict[str, Any], x_test: torch.Tensor | None = None
 ) -> None:
-    """Evaluate a new model on the test split, as ``evaluate_models`` does for the trained ones."""
+    """Evaluate a new model on the test split, as the evaluate stage does for the trained ones."""
     x = ctx.normalizer(ctx.tensors("test")[0]) if x_test is None else x_test
     logits = batched_logits(artifact.predict, x)
     y = ctx.tensors("test")[1]
@@ -126,13 +143,15 @@ def _pct(s: float) -> str:
     return f"{100 * s:g}".replace(".", "p")
 
 
-def _prune_all(ctx, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
+def _prune_all(ctx: RunContext, student: str) -> list[dict[str, Any]]:
     """Every sparsity x structure: prune the student, fine-tune with KD and with hard labels."""
     cfg = ctx.config.deploy
     structures = ["unstructured"]
-    if cfg.prune_channels and conv_layers(ctx.models[STUDENT]):
+    if cfg.prune_channels and conv_layers(ctx.models[student]):
         structures.append("channels")
-    base = ctx.metrics["models"][STUDENT]
+    main = distributed.is_main()
+    base = ctx.metrics["models"][student]
+    source = ctx.records[student]
     rows = []
     for structure in structures:
         prefix = "pruned" if structure == "unstructured" else "chpruned"
@@ -144,10 +163,12 @@ def _prune_all(ctx, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
             }
             for finetune in ("none", "kd", "hard"):
                 name = (
-                    f"{STUDENT}_{prefix}{_pct(target)}"
+                    f"{student}_{prefix}{_pct(target)}"
                     + {"none": "_noft", "kd": "", "hard": "_hard"}[finetune]
                 )
-                model, seconds = _pruned_student(ctx, target, structure, finetune)
+                model, seconds = _pruned_student(ctx, student, name, target, structure, finetune)
+                if not main:
+                    continue
                 achieved = (weight_sparsity if structure == "unstructured" else channel_sparsity)(
                     model
                 )
@@ -155,7 +176,7 @@ def _prune_all(ctx, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
                     "params": count_parameters(model),
                     "nonzero_params": count_nonzero_parameters(model),
                     "stage": "pruned",
-                    "source": STUDENT,
+                    "source": student,
                     "structure": structure,
                     "sparsity": achieved["sparsity"],
                     "finetune": finetune,
@@ -171,7 +192,21 @@ def _prune_all(ctx, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
                     del ctx.metrics["models"][name], ctx.test_logits[name]
                     continue
                 save_weights(model, art.file)
-                artifacts[name] = art
+                ctx.add_model(
+                    ModelRecord(
+                        name,
+                        role="deployed",
+                        family=source.family,
+                        trained_with="teacher" if finetune == "kd" else "labels",
+                        derived_from=student,
+                        twin=student,
+                        spec=source.spec,
+                        weights=ctx.folder.relative(art.file),
+                        format="safetensors",
+                        source="derived",
+                    ),
+                    model,
+                )
                 log.info(
                     "%s: sparsity %.3f, accuracy %.4f", name, achieved["sparsity"], m["accuracy"]
                 )
@@ -179,10 +214,15 @@ def _prune_all(ctx, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
     return rows
 
 
-def _pruned_student(ctx, target: float, structure: str, finetune: str) -> tuple[nn.Module, float]:
-    """A pruned copy of the student; masks stay fixed while fine-tuning, then become permanent."""
+def _pruned_student(
+    ctx: RunContext, student: str, name: str, target: float, structure: str, finetune: str
+) -> tuple[nn.Module, float]:
+    """A pruned copy of the student; masks stay fixed while fine-tuning, then become permanent.
+
+    The KD fine-tune uses the run's distillation method and settings (``distill.*``).
+    """
     cfg = ctx.config.deploy
-    student = prune_model(copy.deepcopy(ctx.models[STUDENT]), target, structure)
+    model = prune_model(copy.deepcopy(ctx.models[student]), target, structure)
     seconds = 0.0
     if finetune != "none":
         train_cfg: TrainConfig = ctx.config.student.train.model_copy(
@@ -191,43 +231,48 @@ def _pruned_student(ctx, target: float, structure: str, finetune: str) -> tuple[
         seed = ctx.config.seed + 2  # the same batches for both fine-tunes: only the loss differs
         set_seed(seed)
         if finetune == "kd":
-            d = ctx.config.distill
-            distiller = KDDistiller(student, ctx.models["teacher"], d.temperature, d.alpha)
-            if d.cache_teacher_logits and not is_augmenting(train_cfg.augment):
-                x, y = ctx.tensors("train")
-                loader = BatchLoader(x, y, ctx.normalizer, 512, device=ctx.device)
-                distiller.set_teacher_cache(compute_logits(ctx.models["teacher"], loader))
+            distiller = build_distiller(
+                ctx.config.distill, model, ctx.models["teacher"], ctx.dataset.input_shape
+            )
         else:
-            distiller = Distiller(student)
-        result = fit(
-            distiller, ctx.train_loader(train_cfg, seed), ctx.eval_loader("val"), train_cfg
+            distiller = Distiller(model)
+        # The masked (still re-parametrised) model is what the fine-tune saves and resumes; the
+        # permanent copy is saved under the model's own name by the caller.
+        record = ModelRecord(f"{name}_finetune", role="deployed", family="pruned")
+        result = train_stage(
+            ctx,
+            record,
+            distiller,
+            train_cfg,
+            seed,
+            ctx.student_data,
+            DEPENDS_ON + ("deploy.prune",),
+            keep=False,
         )
         seconds = result.seconds
-    return make_permanent(student).eval(), seconds
+    return make_permanent(model).eval(), seconds
 
 
 # -- quantization -------------------------------------------------------------------------------
 
 
-def _quantize_all(ctx, artifacts: dict[str, Artifact]) -> dict[str, Any]:
+def _quantize_all(ctx: RunContext, artifacts: dict[str, Artifact], student: str) -> dict[str, Any]:
     """int8 copies of the distilled student and of its KD-fine-tuned pruned versions."""
-    method = quantization_method(ctx.models[STUDENT])
-    sources = [STUDENT] + [
-        n
-        for n, m in ctx.metrics["models"].items()
-        if m.get("stage") == "pruned" and m.get("finetune") == "kd"
-    ]
+    method = quantization_method(ctx.models[student])
+    sources = [student] + select(
+        ctx.records, role="deployed", derived_from=student, trained_with="teacher"
+    )
     x_cal = ctx.normalizer(ctx.tensors("train")[0][:CALIBRATION_EXAMPLES])
     for source in sources:
         name = f"{source}_int8"
         float_model = artifacts[source].float_model
         if method == TORCH_DYNAMIC:
             q = quantize_dynamic_int8(float_model)
-            file = _ckpt(ctx, name, INT8_SUFFIX)
+            file = ctx.folder.weights(name, int8=True)
             save_dynamic_int8(q, file)
             art = Artifact(name, lambda x, q=q: q(x), file, float_model)
         else:
-            file = ctx.out_dir / "export" / f"{name}.onnx"
+            file = ctx.folder.export / f"{name}.onnx"
             with tempfile.TemporaryDirectory() as tmp:
                 fp32 = export_onnx(float_model, x_cal, Path(tmp) / f"{source}.onnx", source)
                 quantize_onnx_static(fp32, file, x_cal)
@@ -244,6 +289,19 @@ def _quantize_all(ctx, artifacts: dict[str, Artifact]) -> dict[str, Any]:
         }
         _add_model(ctx, art, extra)
         artifacts[name] = art
+        ctx.add_model(
+            ModelRecord(
+                name,
+                role="deployed",
+                family=ctx.records[source].family,
+                derived_from=source,
+                twin=source,
+                spec=ctx.records[source].spec,
+                weights=ctx.folder.relative(file),
+                format="torch_int8" if method == TORCH_DYNAMIC else "onnx",
+                source="derived",
+            )
+        )
     why = {
         TORCH_DYNAMIC: "linear-only student: PyTorch dynamic quantization (int8 weights, no calibration)",
         ORT_STATIC: "conv student: ONNX Runtime static QDQ quantization, calibrated on training examples",
@@ -282,15 +340,15 @@ def _export_all(ctx, artifacts: dict[str, Artifact], x_test: torch.Tensor) -> No
     cfg = ctx.config.deploy
     for name, art in artifacts.items():
         m = ctx.metrics["models"][name]
-        if name in ("teacher", "scratch") or art.runtime != "pytorch" or m.get("stage") == "int8":
-            continue
-        if m.get("finetune") == "hard":
-            continue
+        record = ctx.records[name]
+        distilled = record.trained_with == "teacher" and record.format == "safetensors"
+        if not distilled or art.runtime != "pytorch":
+            continue  # the models one would ship: distilled, float (int8 ONNX files already are)
         m["onnx"] = export_and_check(
             art.float_model,
             name,
             x_test,
-            ctx.out_dir / "export",
+            ctx.folder.export,
             cfg.timing_warmup,
             cfg.timing_seconds,
             _threads(ctx),
@@ -321,7 +379,7 @@ def compression_table(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     order = {"teacher": 0, "student": 1, "pruned": 2, "int8": 3}
     rows = []
     for name, m in models.items():
-        stage = m.get("stage") or ("teacher" if name == "teacher" else "student")
+        stage = m.get("stage") or ("teacher" if m.get("role") == "teacher" else "student")
         row = {c: m.get(c) for c in TABLE_COLUMNS}
         row.update(name=name, stage=stage, source=m.get("source"))
         rows.append(row)
@@ -334,23 +392,28 @@ def compression_table(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"columns": [*TABLE_COLUMNS, "size_vs_teacher"], "rows": rows}
 
 
-def _save_table_and_figures(ctx, pruning: list[dict[str, Any]] | None) -> dict[str, str]:
+def _save_table_and_figures(
+    ctx: RunContext, pruning: list[dict[str, Any]] | None
+) -> dict[str, str]:
     from kdlens.deploy import figures  # matplotlib: imported only when a run gets this far
 
-    folder = ctx.out_dir / "figures"
-    folder.mkdir(exist_ok=True)
+    folder = ctx.folder
+    folder.figures.mkdir(exist_ok=True)
+    for name, m in ctx.metrics["models"].items():
+        if name in ctx.records:
+            m.update(ctx.records[name].summary())
     table = compression_table(ctx.metrics["models"])
-    write_json(folder / "compression_table.json", table)
-    files = {"table": "figures/compression_table.json"}
+    folder.write_json(folder.compression_table, table)
+    files = {"table": folder.relative(folder.compression_table)}
     fig = figures.accuracy_vs_size(table)
-    fig.savefig(folder / "compression_accuracy_vs_size.png", dpi=120, bbox_inches="tight")
-    files["accuracy_vs_size"] = "figures/compression_accuracy_vs_size.png"
+    fig.savefig(folder.compression_plot, dpi=120, bbox_inches="tight")
+    files["accuracy_vs_size"] = folder.relative(folder.compression_plot)
     if pruning:
-        write_json(folder / "pruning.json", pruning)
+        folder.write_json(folder.pruning_table, pruning)
         fig2 = figures.pruning_curves(pruning)
-        fig2.savefig(folder / "pruning_accuracy_vs_sparsity.png", dpi=120, bbox_inches="tight")
-        files["pruning"] = "figures/pruning.json"
-        files["pruning_plot"] = "figures/pruning_accuracy_vs_sparsity.png"
+        fig2.savefig(folder.pruning_plot, dpi=120, bbox_inches="tight")
+        files["pruning"] = folder.relative(folder.pruning_table)
+        files["pruning_plot"] = folder.relative(folder.pruning_plot)
     import matplotlib.pyplot as plt
 
     plt.close("all")

@@ -1,4 +1,4 @@
-"""The run stage for students a person can read (issue 4).
+"""Stage 4: students a person can read.
 
 For each readable student in ``config.readable.students`` it trains or fits a distilled version
 (``<name>_kd``) and a hard-label twin (``<name>_scratch``), evaluates both like every other model
@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdlens.checkpoints import save_weights
 from kdlens.config import ModelSpec, ReadableConfig
-from kdlens.data import BatchLoader, is_augmenting
 from kdlens.data.transforms import random_shift
-from kdlens.distill import Distiller, compute_logits, create_distiller
+from kdlens.distill import Distiller, build_distiller, compute_logits
 from kdlens.evaluate import classification_metrics
 from kdlens.evaluate.metrics import accuracy, fidelity
 from kdlens.explain.surrogates import (
@@ -32,15 +30,20 @@ from kdlens.explain.surrogates import (
 )
 from kdlens.explain.teachers import teacher_probabilities
 from kdlens.models import count_parameters
-from kdlens.train import fit
-from kdlens.utils import set_seed, write_json
+from kdlens.run import ModelRecord, RunContext
+from kdlens.train import train_stage
+from kdlens.utils import set_seed
 
 log = logging.getLogger("kdlens")
+
+NAME = "readable"
+MAIN_ONLY = False  # soft trees train in every process
+DEPENDS_ON = ("seed", "data", "teacher", "distill", "readable")
 
 TABULAR_NOISE = 0.3  # std of the augmented copies' jitter, in standardised units
 
 
-def readable_stage(ctx) -> None:
+def run(ctx: RunContext) -> None:
     """Add readable students, their hard-label twins and complexity curves to ``ctx``."""
     cfg: ReadableConfig = ctx.config.readable
     if not cfg.students and not cfg.sweeps:
@@ -69,12 +72,23 @@ def readable_stage(ctx) -> None:
             ctx.config.seed,
             cfg.tree_max_leaves,
         )
+        kd_fit, scratch_fit = pair
         for fitted in pair:
             surrogates[fitted.name] = fitted
             _evaluate_surrogate(ctx, fitted, test, t_test)
+            ctx.add_model(
+                ModelRecord(
+                    fitted.name,
+                    role="readable",
+                    family=fitted.kind,
+                    trained_with="teacher" if fitted.distilled else "labels",
+                    twin=scratch_fit.name if fitted.distilled else None,
+                    source="fitted",
+                )
+            )
     if cfg.sweeps:
         ctx.metrics["complexity_curves"] = complexity_curves(ctx, cfg, transfer, test, t_test)
-    if cfg.figures:
+    if cfg.figures and ctx.folder.write:
         from kdlens.explain.readable_figures import save_readable_figures
 
         extras.update(save_readable_figures(ctx, surrogates, test))
@@ -140,53 +154,60 @@ def augmented_copies(
 
 
 def train_soft_trees(
-    ctx, cfg: ReadableConfig, model_args: dict, record: bool = True, seed: int | None = None
+    ctx: RunContext, cfg: ReadableConfig, model_args: dict, record: bool = True, tag: str = ""
 ) -> dict[str, torch.nn.Module]:
     """Train ``soft_tree_scratch`` and ``soft_tree_kd`` with the same init and batch order.
 
-    ``record`` adds them to the run (models, checkpoints, histories); sweeps only need the models.
+    ``record`` adds them to the run (models, checkpoints, histories); sweeps only need the models
+    (``tag`` names their resumable training stages).
     """
     spec = ModelSpec(model="soft_tree", model_args=model_args, train=cfg.soft_tree.train)
-    seed = ctx.config.seed + 11 if seed is None else seed
+    architecture = {"model": spec.model, "model_args": dict(model_args)}
+    seed = ctx.config.seed + 11
     set_seed(seed)
     scratch = Distiller(ctx.build(spec))
     set_seed(seed)
-    distiller = create_distiller(
-        "kd",
+    distiller = build_distiller(
+        _soft_tree_distill(ctx, cfg),
         ctx.build(spec),
         ctx.models["teacher"],
-        temperature=cfg.temperature or ctx.config.distill.temperature,
-        alpha=ctx.config.distill.alpha if cfg.alpha is None else cfg.alpha,
+        ctx.dataset.input_shape,
     )
-    if not is_augmenting(spec.train.augment):
-        x, y = ctx.tensors("train")
-        loader = BatchLoader(x, y, ctx.normalizer, 512, device=ctx.device)
-        distiller.set_teacher_cache(compute_logits(ctx.models["teacher"], loader))
-    return {
-        "soft_tree_scratch": _train(ctx, "soft_tree_scratch", scratch, spec, seed, record),
-        "soft_tree_kd": _train(ctx, "soft_tree_kd", distiller, spec, seed, record),
+    models = {}
+    for arm, d in (("scratch", scratch), ("kd", distiller)):
+        name = f"soft_tree{tag}_{arm}"
+        rec = ModelRecord(
+            name,
+            role="readable",
+            family="soft_tree",
+            trained_with="teacher" if arm == "kd" else "labels",
+            twin=f"soft_tree{tag}_scratch" if arm == "kd" else None,
+            spec=architecture,
+        )
+        set_seed(seed)
+        train_stage(ctx, rec, d, spec.train, seed, None, DEPENDS_ON, keep=record)
+        models[name] = d.student.eval()
+    return models
+
+
+def _soft_tree_distill(ctx: RunContext, cfg: ReadableConfig):
+    """The run's distillation settings, with the readable section's temperature and alpha.
+
+    The soft tree brings its own loss, which only ``kd`` honours: another method falls back to
+    ``kd`` here, and the run says so.
+    """
+    d = ctx.config.distill
+    update: dict[str, Any] = {
+        "temperature": cfg.temperature or d.temperature,
+        "alpha": d.alpha if cfg.alpha is None else cfg.alpha,
     }
-
-
-def _train(ctx, name: str, distiller, spec: ModelSpec, seed: int, record: bool):
-    start = time.perf_counter()
-    set_seed(seed)
-    result = fit(
-        distiller,
-        ctx.train_loader(spec.train, seed),
-        ctx.eval_loader("val"),
-        spec.train,
-        desc=name,
-        progress=ctx.progress,
-    )
-    model = distiller.student.eval()
-    if record:
-        ctx.models[name] = model
-        ctx.train_results[name] = result
-        save_weights(model, ctx.out_dir / "checkpoints" / f"{name}.safetensors")
-        write_json(ctx.out_dir / f"history_{name}.json", result.history)
-        ctx.timings[name] = time.perf_counter() - start
-    return model
+    if d.method != "kd":
+        ctx.note(
+            f"readable: soft trees are distilled with 'kd', not {d.method!r} (a soft tree brings "
+            "its own loss, which only 'kd' honours)"
+        )
+        update["method"] = "kd"
+    return d.model_copy(update=update)
 
 
 def _evaluate_soft_tree(ctx, name: str, t_test: torch.Tensor) -> None:
@@ -248,9 +269,10 @@ def complexity_curves(
             values = list(cfg.sweep_soft_tree_depths)
             for depth in values:
                 args = {**cfg.soft_tree.model_args, "depth": depth}
-                trees = train_soft_trees(ctx, cfg, args, record=False)
+                tag = f"_sweep_depth{depth}"
+                trees = train_soft_trees(ctx, cfg, args, record=False, tag=tag)
                 for arm in ("scratch", "kd"):
-                    logits = compute_logits(trees[f"soft_tree_{arm}"], ctx.eval_loader("test"))
+                    logits = compute_logits(trees[f"soft_tree{tag}_{arm}"], ctx.eval_loader("test"))
                     _add_point(points[arm], logits, y, t_test, 2**depth)
             label = "depth"
         else:

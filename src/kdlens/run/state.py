@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdlens.checkpoints import torch_load_safely
 from kdlens.errors import CheckpointError
-from kdlens.utils import atomic_writer, read_json, write_json
+from kdlens.run.folder import RunFolder
+from kdlens.run.weights import torch_load_safely
+from kdlens.utils import atomic_writer
 
 FORMAT = 1
 
@@ -72,22 +73,36 @@ def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @dataclass
-class StageCheckpoint:
-    """Where one training stage keeps its state; ``write`` is false on all but the main process."""
+class TrainResult:
+    """What a finished training stage reports (saved in its done record)."""
 
-    folder: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_accuracy: float = float("nan")
+    seconds: float = 0.0
+
+
+@dataclass
+class StageCheckpoint:
+    """Where one training stage keeps its state in a run folder (``folder.write`` is false on all
+    but the main process, which then writes nothing)."""
+
+    folder: RunFolder
     name: str
     every: int = 1
     resume: bool = False
-    write: bool = True
+
+    @property
+    def write(self) -> bool:
+        return self.folder.write
 
     @property
     def state_path(self) -> Path:
-        return self.folder / f"{self.name}.state.pt"
+        return self.folder.state(self.name)
 
     @property
     def done_path(self) -> Path:
-        return self.folder / f"{self.name}.done.json"
+        return self.folder.done(self.name)
 
     def due(self, epoch: int, last_epoch: int) -> bool:
         """Save after every ``every``-th epoch; the last epoch needs none (the stage finishes)."""
@@ -144,14 +159,19 @@ class StageCheckpoint:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"{self.state_path} is damaged ({first})") from None
 
-    def finished(self) -> dict[str, Any] | None:
+    def finished(self) -> TrainResult | None:
         """The saved result of a stage that already finished, when resuming."""
         if not self.resume or not self.done_path.is_file():
             return None
-        return read_json(self.done_path)
+        record = self.folder.read_json(self.done_path)
+        try:
+            return TrainResult(**record.get("result", record))  # kdlens 0.1 saved the result alone
+        except (AttributeError, TypeError):
+            raise CheckpointError(f"{self.done_path} is not a kdlens stage record") from None
 
-    def mark_finished(self, result: dict[str, Any]) -> None:
-        if not self.write:
-            return
-        write_json(self.done_path, result)
-        self.state_path.unlink(missing_ok=True)
+    def mark_finished(self, result: TrainResult, inputs: dict[str, Any]) -> None:
+        """Record the stage as finished, with the config values it was trained with (``inputs``:
+        dotted config path -> value), so a resume that would change them is refused."""
+        self.folder.write_json(self.done_path, {"result": asdict(result), "inputs": inputs})
+        if self.write:
+            self.state_path.unlink(missing_ok=True)

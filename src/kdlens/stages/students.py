@@ -1,0 +1,41 @@
+"""Stage 2: the student twice, with the same architecture, initialisation and batch order: once on
+hard labels (``scratch``) and once distilled from the teacher (``kd``)."""
+
+from __future__ import annotations
+
+from kdlens.distill import Distiller, build_distiller
+from kdlens.run import ModelRecord, RunContext
+from kdlens.run.records import family_of
+from kdlens.train import train_stage
+from kdlens.utils import set_seed
+
+NAME = "students"
+MAIN_ONLY = False
+DEPENDS_ON = ("seed", "data", "teacher", "student", "distill")
+
+
+def run(ctx: RunContext) -> None:
+    spec = ctx.config.student
+    cfg, seed = spec.train, ctx.config.seed + 1
+    architecture = {"model": spec.model, "model_args": dict(spec.model_args)}
+    family = family_of(architecture)
+
+    set_seed(seed)
+    scratch = ModelRecord(
+        "scratch", role="student", family=family, trained_with="labels", spec=architecture
+    )
+    train_stage(ctx, scratch, Distiller(ctx.build(spec)), cfg, seed, ctx.student_data, DEPENDS_ON)
+
+    set_seed(seed)
+    distiller = build_distiller(
+        ctx.config.distill, ctx.build(spec), ctx.models["teacher"], ctx.dataset.input_shape
+    )
+    kd = ModelRecord(
+        "kd",
+        role="student",
+        family=family,
+        trained_with="teacher",
+        twin="scratch",
+        spec=architecture,
+    )
+    train_stage(ctx, kd, distiller, cfg, seed, ctx.student_data, DEPENDS_ON)
