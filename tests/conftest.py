@@ -45,3 +45,12 @@ def decided_numbers(d):
             k: decided_numbers(v) for k, v in d.items() if not any(t in k for t in TIMING_WORDS)
         }
     return d
+
+
+# Overrides that switch off the stages after evaluation: for tests of the core run only.
+CORE_ONLY = [
+    "explain.enabled=false",
+    "readable.students=[]",
+    "readable.sweeps=[]",
+    "deploy.quantize=false",
+]

@@ -16,13 +16,13 @@ import pytest
 import torch
 from torch import nn
 
-from kdlens.run.weights import save_weights
 from kdlens.cli import main
 from kdlens.config import load_config
 from kdlens.data import Split, check_dataset
 from kdlens.data.split import check_split
 from kdlens.errors import ConfigError, DataError
 from kdlens.models import create_model
+from kdlens.run.weights import save_weights
 from tests.conftest import SMOKE
 
 TABULAR_TEACHER = ["--set", "teacher.model=mlp"]  # npz test data is tabular: no cnn
@@ -426,3 +426,105 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     os.umask(mask)
     write_json(tmp_path / "m.json", {"a": 1})
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# --- values that used to pass and fail late (or hang) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("distill.temperature=inf", "distill.temperature: Input should be a finite number"),
+        (
+            "distill.temperature=1e308",
+            "distill.temperature: Input should be less than or equal to 1000",
+        ),
+        ("teacher.train.lr=inf", "teacher.train.lr: Input should be a finite number"),
+        ("teacher.train.lr=.nan", "teacher.train.lr: Input should be a finite number"),
+        (
+            "student.train.augment.mixup=inf",
+            "student.train.augment.mixup: Input should be a finite",
+        ),
+        ("deploy.timing_seconds=inf", "deploy.timing_seconds: Input should be a finite number"),
+        ("student.model_args.hidden=[0]", "every hidden width must be a positive integer"),
+        ("student.model_args.hidden=-3", "hidden must be a list of layer widths"),
+        (
+            "readable.sweep_tree_depths=[0, 2]",
+            "readable.sweep_tree_depths.0: Input should be greater",
+        ),
+        ("seed=-1", "seed: Input should be greater than or equal to 0"),
+        (f"seed={2**32}", "seed: Input should be less than 4294967296"),
+    ],
+)
+def test_values_that_used_to_fail_late_are_refused_first(tmp_path, capsys, override, message):
+    expect_error(tmp_path, capsys, ["--set", override], message)
+    assert not (tmp_path / "run").exists()
+
+
+def frozen_student(input_shape, num_classes):
+    """A student whose parameters cannot train."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def test_a_student_with_nothing_to_train(tmp_path, capsys):
+    expect_error(
+        tmp_path,
+        capsys,
+        ["--set", "student.model=import:tests.test_errors:frozen_student"],
+        "the student has no trainable parameters",
+    )
+
+
+def test_a_teacher_checkpoint_that_is_a_folder(tmp_path, capsys):
+    expect_error(
+        tmp_path,
+        capsys,
+        ["--set", f"teacher.checkpoint={tmp_path}"],
+        "is a folder, not a weights file",
+    )
+
+
+def test_teacher_weights_with_nan(tmp_path, capsys):
+    from kdlens.config import load_config
+    from kdlens.models import create_model
+
+    spec = load_config(SMOKE).teacher
+    model = create_model(spec.model, (1, 8, 8), 10, **spec.model_args)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first][0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(state, str(path))
+    expect_error(
+        tmp_path, capsys, ["--set", f"teacher.checkpoint={path}"], "holds NaN or infinite values"
+    )
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda p: np.savez(
+                p, x=np.zeros((4, 2), np.float32), y=np.arange(4), feature_names=np.array(["a"])
+            ),
+            "1 feature_names for 2 features",
+        ),
+        (
+            lambda p: np.savez(p, x=np.zeros((4, 0), np.float32), y=np.arange(4)),
+            "x has no features",
+        ),
+        (
+            lambda p: np.savez(p, x=np.zeros((4, 2), np.float32), y=np.array([0, 1, 2, 2**40])),
+            "classes 3, 4, 5, 6, 7 and 1,099,511,627,768 more have no example",
+        ),
+    ],
+)
+def test_npz_shapes_and_labels_that_used_to_fail_late(tmp_path, capsys, make, message):
+    path = tmp_path / "data.npz"
+    make(path)
+    expect_error(tmp_path, capsys, [*TABULAR_TEACHER, "--set", f"data.name=npz:{path}"], message)

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from kdlens.run import RunFolder, StageCheckpoint
-from kdlens.run.weights import load_weights, read_state_dict
 from kdlens.cli import main
 from kdlens.config import TrainConfig
 from kdlens.data import BatchLoader, Normalizer
 from kdlens.distill import Distiller
 from kdlens.errors import CheckpointError
+from kdlens.run import RunFolder, StageCheckpoint
+from kdlens.run.weights import load_weights, read_state_dict
 from kdlens.train import DivergenceError, fit
 from tests.conftest import SMOKE
 

@@ -71,6 +71,10 @@ def test_report_command_on_a_folder_with_extra_models(smoke_run, tmp_path, capsy
     logits["tree"] = logits["kd"] + 0.5 * torch.randn_like(logits["kd"])
     save_file(logits, str(run / "test_logits.safetensors"))
     shutil.copy(run / "checkpoints" / "kd.safetensors", run / "checkpoints" / "kd2.safetensors")
+    # A stage that adds a model records what it is; the report rebuilds it from that record.
+    records = json.loads((run / "models.json").read_text())
+    records["kd2"] = {**records["kd"], "name": "kd2", "weights": "checkpoints/kd2.safetensors"}
+    (run / "models.json").write_text(json.dumps(records))
     for name in ("tree", "ghost", "kd2"):
         metrics["models"][name] = {"accuracy": 0.5, "params": 1}
     (run / "metrics.json").write_text(json.dumps(metrics))
@@ -81,7 +85,7 @@ def test_report_command_on_a_folder_with_extra_models(smoke_run, tmp_path, capsy
     assert "report.html" in capsys.readouterr().out
     explain = json.loads((run / "explain.json").read_text())
     assert explain["attributions"]["n_examples"] == 16
-    readable = {"soft_tree_scratch", "soft_tree_kd"}  # rebuilt from the readable config
+    readable = {"soft_tree_scratch", "soft_tree_kd"}  # rebuilt from their records
     assert set(explain["torch_models"]) == {"teacher", "scratch", "kd", "kd2"} | readable
     # Every model with saved test logits (readable and int8 students too) gets dark knowledge.
     assert {"teacher", "scratch", "kd", "kd2", "tree"} <= set(explain["models"])

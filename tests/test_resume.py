@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from kdlens.run import RunFolder, StageCheckpoint
 from kdlens.cli import main
 from kdlens.config import AugmentConfig, TrainConfig
 from kdlens.data import BatchLoader, Normalizer
 from kdlens.distill import Distiller
+from kdlens.run import RunFolder, StageCheckpoint
 from kdlens.train import fit
 from kdlens.utils import set_seed
 from tests.conftest import REPO, SMOKE, decided_numbers
@@ -165,6 +165,6 @@ def test_resume_of_a_finished_run_retrains_nothing(smoke_run, tmp_path, capsys):
 def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["run", "--resume", str(tmp_path / "nothing"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "not a run folder" in err and len(err.splitlines()) == 1
+    assert "not a kdlens run folder" in err and len(err.splitlines()) == 1
     assert main(["run", "--resume", str(tmp_path), "--config", str(SMOKE)]) == 2
     assert "--resume continues a run with its own config" in capsys.readouterr().err

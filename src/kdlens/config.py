@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -20,7 +20,8 @@ from kdlens.errors import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No float field takes inf or nan: each would pass here and fail (or hang) much later.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -124,7 +125,9 @@ class TransferConfig(_Strict):
 
 class DistillConfig(_Strict):
     method: str = "kd"
-    temperature: float = Field(20.0, gt=0)
+    temperature: float = Field(
+        20.0, gt=0, le=1000, description="above ~1000 every soft target is uniform in float32"
+    )
     alpha: float = Field(0.0, ge=0, le=1, description="weight of hard-label CE; 1-alpha on soft KL")
     cache_teacher_logits: bool = Field(
         True, description="compute teacher logits once when the student's input is not augmented"
@@ -181,7 +184,10 @@ class ExplainConfig(_Strict):
 
 
 class DeployConfig(_Strict):
-    """After distillation: measure every model; quantize, prune and export the distilled student."""
+    """After distillation: measure every model; quantize, prune and export the distilled student.
+
+    The KD fine-tune after pruning uses ``distill.method`` with its options and schedules.
+    """
 
     quantize: bool = Field(True, description="int8 copies of the distilled (and pruned) students")
     prune: list[float] = Field(
@@ -207,7 +213,9 @@ class DeployConfig(_Strict):
         description="cpu: the timing thread's CPU time (needs timing_threads=1), steady on a busy machine",
     )
     timing_warmup: int = Field(3, ge=0)
-    timing_seconds: float = Field(0.2, gt=0, description="per timing: median over this much time")
+    timing_seconds: float = Field(
+        0.2, gt=0, le=60, description="per timing: median over this much time"
+    )
 
     @field_validator("prune")
     @classmethod
@@ -236,6 +244,10 @@ class ReadableConfig(_Strict):
 
     Each runs twice, distilled from the teacher (``<name>_kd``) and on hard labels
     (``<name>_scratch``). See docs/readable.md.
+
+    The soft tree brings its own loss, which only the ``kd`` method honours: it is distilled with
+    ``kd`` (and ``distill``'s schedules and weighting) whatever ``distill.method`` says, and the run
+    says so. Surrogates fit the teacher's soft targets directly; ``distill.*`` does not apply.
     """
 
     students: list[Literal["soft_tree", "tree", "logistic", "ebm"]] = Field(
@@ -261,14 +273,20 @@ class ReadableConfig(_Strict):
     )
     transfer_copies: int = Field(4, ge=1, description="augmented copies of the training split")
     sweeps: list[Literal["tree", "soft_tree", "logistic"]] = Field(default_factory=lambda: ["tree"])
-    sweep_tree_depths: list[int] = Field(default_factory=lambda: list(range(1, 13)))
-    sweep_soft_tree_depths: list[int] = Field(default_factory=lambda: list(range(2, 9)))
-    sweep_logistic_c: list[float] = Field(default_factory=lambda: [0.003, 0.01, 0.03, 0.1, 1.0])
+    sweep_tree_depths: list[Annotated[int, Field(ge=1, le=30)]] = Field(
+        default_factory=lambda: list(range(1, 13))
+    )
+    sweep_soft_tree_depths: list[Annotated[int, Field(ge=1, le=12)]] = Field(
+        default_factory=lambda: list(range(2, 9))
+    )
+    sweep_logistic_c: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [0.003, 0.01, 0.03, 0.1, 1.0]
+    )
     figures: bool = True
 
 
 class RunConfig(_Strict):
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="numpy seeds must fit in 32 bits")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: ModelSpec = Field(default_factory=_default_teacher)

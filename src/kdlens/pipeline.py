@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from kdlens import distributed
-from kdlens.config import RunConfig, save_config
+from kdlens.config import ModelSpec, RunConfig, save_config
 from kdlens.data import Dataset, Normalizer, Split, create_dataset, make_split
 from kdlens.distill import build_distiller
 from kdlens.distill.transfer import student_tensors, teacher_tensors
@@ -51,6 +51,20 @@ def check_model_fits(model: nn.Module, role: str, dataset: Dataset, device: torc
             f"the {role} outputs {shape} for a batch of 2 but the data has "
             f"{dataset.num_classes} classes; expected (2, {dataset.num_classes})"
         )
+
+
+def _build(ctx: RunContext, spec: ModelSpec, role: str) -> nn.Module:
+    """The model, or one line saying why its arguments cannot build it."""
+    try:
+        return ctx.build(spec)
+    except KdlensError:
+        raise
+    except Exception as e:  # a factory can fail in any way on bad arguments
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"{role}.model_args: model {spec.model!r} cannot be built with "
+            f"{dict(spec.model_args)} ({type(e).__name__}: {first})"
+        ) from None
 
 
 def _check_trainable(model: nn.Module, role: str) -> None:
@@ -88,8 +102,8 @@ def prepare(
     ctx = RunContext(config, dataset, split, normalizer, device, folder, progress, resume=resume)
     ctx.timings["data"] = time.perf_counter() - start
     # Build both architectures now so a bad model name or argument fails before any training.
-    teacher = ctx.build(config.teacher)
-    student = ctx.build(config.student)
+    teacher = _build(ctx, config.teacher, "teacher")
+    student = _build(ctx, config.student, "student")
     check_model_fits(student, "student", dataset, device)
     _check_trainable(student, "student")
     if config.teacher.checkpoint:

@@ -48,9 +48,16 @@ def load_npz(path: str | Path) -> Dataset:
         raise DataError(f"data file {p}: y must be (N,) integer labels, got {y.dtype} {y.shape}")
     if x.ndim == 3:
         x = x[:, None]  # (N, H, W) -> (N, 1, H, W)
-    k = int(y.max()) + 1 if len(y) else 0
+    if x.ndim == 2 and x.shape[1] == 0:
+        raise DataError(f"data file {p}: x has no features (shape {x.shape})")
     classes = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else None
+    k = _check_labels(p, y, classes)
     features = [str(c) for c in arrays.get("feature_names", [])]
+    if features and (x.ndim != 2 or len(features) != x.shape[1]):
+        raise DataError(
+            f"data file {p}: {len(features)} feature_names for "
+            f"{x.shape[1] if x.ndim == 2 else 'image'} features"
+        )
     if x.ndim == 2 and not features:  # tables are read by feature name in figures and rules
         features = [f"x{i}" for i in range(x.shape[1])]
     return Dataset(
@@ -61,3 +68,31 @@ def load_npz(path: str | Path) -> Dataset:
         class_names=classes if classes is not None else [str(i) for i in range(max(k, 1))],
         feature_names=features,
     )
+
+
+def _check_labels(path: Path, y: np.ndarray, classes: list[str] | None) -> int:
+    """The number of classes: ``len(class_names)`` when given (the split then checks every class
+    has training examples), else max label + 1, with every label 0..K-1 present, or one line
+    naming at most five missing classes (a stray huge label must not allocate K classes)."""
+    if classes is not None:
+        return len(classes)  # labels outside 0..K-1 are refused by check_dataset
+    if len(y) == 0:
+        return 0
+    present = np.unique(y[y >= 0])  # negative labels are refused by check_dataset
+    k = int(present[-1]) + 1 if len(present) else 1
+    if len(present) < k:
+        missing, expected = [], 0
+        for value in present.tolist() + [k]:  # walk the gaps without building range(k)
+            while expected < value and len(missing) < 5:
+                missing.append(expected)
+                expected += 1
+            expected = value + 1
+            if len(missing) == 5:
+                break
+        more = k - len(present) - len(missing)
+        tail = f" and {more:,} more" if more > 0 else ""
+        raise DataError(
+            f"data file {path}: labels run to {k - 1} but classes "
+            f"{', '.join(map(str, missing))}{tail} have no example; labels must be 0..K-1"
+        )
+    return k

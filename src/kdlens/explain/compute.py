@@ -232,17 +232,18 @@ def disagreements(inp: ExplainInputs) -> dict[str, Any]:
     }
     for n in students(inp):
         out["counts"][n] = dis.disagreement_indices(teacher, inp.test_logits[n], 0)[0]
-    if "kd" in inp.test_logits:
+    kd = inp.distilled
+    if kd is not None and kd in inp.test_logits:
         _, shown = dis.disagreement_indices(
-            teacher, inp.test_logits["kd"], inp.config.max_disagreements
+            teacher, inp.test_logits[kd], inp.config.max_disagreements
         )
-        out["pair"] = ["teacher", "kd"]
+        out["pair"] = ["teacher", kd]
         out["examples"] = [
             {
                 "index": i,
                 "label": int(inp.y[i]),
                 "input": _input_list(inp.x[i]),
-                "probs": {n: p for n, p in _probs(inp, i).items() if n in ("teacher", "kd")},
+                "probs": {n: p for n, p in _probs(inp, i).items() if n in ("teacher", kd)},
             }
             for i in shown
         ]

@@ -33,6 +33,7 @@ class ExplainInputs:
     models: dict[str, nn.Module] = field(default_factory=dict)  # models Captum can explain
     feature_names: list[str] = field(default_factory=list)
     seed: int = 0
+    distilled: str | None = "kd"  # the distilled student, whose disagreements are shown
 
     def baseline(self) -> torch.Tensor:
         """The "absent" input for IG and deletion: a black image, or the mean of each feature."""
@@ -56,7 +57,15 @@ def from_context(ctx) -> ExplainInputs:
         test_logits=dict(ctx.test_logits),
         models={n: m.eval() for n, m in ctx.models.items() if isinstance(m, nn.Module)},
         seed=cfg.seed,
+        distilled=_distilled(ctx.records),
     )
+
+
+def _distilled(records) -> str | None:
+    from kdlens.run.records import select
+
+    found = select(records, role="student", trained_with="teacher")
+    return found[0] if found else None
 
 
 def from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> ExplainInputs:
@@ -100,6 +109,7 @@ def from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> Exp
         test_logits=logits,
         models=models,
         seed=cfg.seed,
+        distilled=_distilled(run.records),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from kdlens.errors import CheckpointError, ConfigError
-from kdlens.models.simple import require_image
+from kdlens.models.checks import require_image
 
 
 class RepeatChannels(nn.Module):

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlens.errors import ConfigError
+from kdlens.models.checks import require_image
 from kdlens.models.registry import register_model
-from kdlens.models.simple import require_image
 
 
 class BasicBlock(nn.Module):

@@ -7,6 +7,7 @@ import math
 from torch import nn
 
 from kdlens.errors import ConfigError
+from kdlens.models.checks import positive_widths, require_image
 from kdlens.models.registry import register_model
 
 
@@ -18,6 +19,7 @@ def mlp(
     dropout: float = 0.0,
 ) -> nn.Sequential:
     """Multi-layer perceptron on flattened input; ReLU between layers."""
+    hidden = positive_widths("mlp", "hidden", hidden)
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
     for h in hidden:
@@ -27,13 +29,6 @@ def mlp(
         width = h
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
-
-
-def require_image(name: str, input_shape: tuple[int, ...]) -> None:
-    if len(input_shape) != 3:
-        raise ConfigError(
-            f"model {name!r} needs image input (C, H, W), but the data has shape {tuple(input_shape)}"
-        )
 
 
 class ConvNet(nn.Module):
@@ -71,6 +66,8 @@ def cnn(
 ) -> ConvNet:
     """A small conv net: one conv block per entry of ``channels``, each halving the resolution."""
     require_image("cnn", input_shape)
+    channels = positive_widths("cnn", "channels", channels)
+    (hidden,) = positive_widths("cnn", "hidden", [hidden])
     if len(channels) > math.floor(math.log2(min(input_shape[1:]))):
         raise ConfigError(
             f"model 'cnn': {len(channels)} blocks are too many for {input_shape} input"

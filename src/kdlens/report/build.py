@@ -12,8 +12,11 @@ from kdlens.run import RunFolder
 # The explain package imports Captum and SciPy: imported where used, so the CLI starts fast.
 
 
-def render_report(folder: RunFolder, explain: dict[str, Any], metrics: dict[str, Any]) -> Path:
-    """Draw the figures and write report.html from saved results only."""
+def render_report(
+    run: RunFolder | str | Path, explain: dict[str, Any], metrics: dict[str, Any]
+) -> Path:
+    """Draw the figures and write report.html (in the run folder ``run``) from saved results only."""
+    folder = run if isinstance(run, RunFolder) else RunFolder(run)
     from kdlens.report.figures import save_figures
     from kdlens.report.html import render_html
     from kdlens.report.sections import extra_sections
