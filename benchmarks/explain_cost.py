@@ -69,7 +69,7 @@ def one_pass(run: Path, scratch: Path) -> dict[str, dict[str, float]]:
 
 def epoch_costs(run: Path, scratch: Path) -> dict[str, dict[str, float]]:
     """Wall and CPU seconds of one training epoch of each model, exactly as ``kdlens run`` trains."""
-    from kdlens.run.weights import load_weights
+    from kdlens.weights import load_weights
     from kdlens.config import load_config
     from kdlens.data import BatchLoader, is_augmenting
     from kdlens.distill import Distiller, compute_logits, create_distiller

@@ -18,7 +18,7 @@ import torch
 
 from kdlens.config import load_config
 from kdlens.distill import compute_logits
-from kdlens.explain.readable_stage import readable_stage
+from kdlens.stages.readable import readable_stage
 from kdlens.pipeline import prepare
 
 

@@ -27,7 +27,7 @@ import torch
 from kdlens.config import AugmentConfig, ModelSpec, ReadableConfig, TrainConfig, load_config
 from kdlens.distill import compute_logits
 from kdlens.evaluate.metrics import accuracy, fidelity
-from kdlens.explain.readable_stage import train_soft_trees
+from kdlens.stages.readable import train_soft_trees
 from kdlens.pipeline import prepare
 
 # recipe -> (temperature, alpha, augment shift, lr, epochs[, balance penalty])

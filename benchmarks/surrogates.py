@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdlens.run.weights import load_weights
+from kdlens.weights import load_weights
 from kdlens.config import load_config
 from kdlens.data import Normalizer, Split, create_dataset, make_split
 from kdlens.evaluate.metrics import accuracy, fidelity
-from kdlens.explain.readable_stage import augmented_copies
+from kdlens.stages.readable import augmented_copies
 from kdlens.explain.surrogates import TransferSet, fit_pair
 from kdlens.explain.teachers import teacher_probabilities
 from kdlens.models import create_model

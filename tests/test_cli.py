@@ -38,7 +38,7 @@ def test_saved_split_and_checkpoints_reload(smoke_run):
     from kdlens.config import load_config
     from kdlens.data import Split
     from kdlens.models import create_model
-    from kdlens.run.weights import load_weights
+    from kdlens.weights import load_weights
 
     out, _ = smoke_run
     split = Split.load(out / "split.json")
@@ -125,7 +125,7 @@ def test_bad_input_is_one_line_exit_2_and_no_folder(tmp_path, capsys, extra, mes
 def test_teacher_checkpoint_with_other_class_count(tmp_path, capsys):
     from kdlens.config import load_config
     from kdlens.models import create_model
-    from kdlens.run.weights import save_weights
+    from kdlens.weights import save_weights
 
     config = load_config(SMOKE)
     wrong = create_model(config.teacher.model, (1, 8, 8), 3, **config.teacher.model_args)

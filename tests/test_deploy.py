@@ -79,7 +79,7 @@ def test_flops_are_counted_not_hand_written():
 
 
 def test_dynamic_int8_runs_is_smaller_and_reloads(tmp_path):
-    from kdlens.run.weights import save_weights
+    from kdlens.weights import save_weights
 
     model = create_model("mlp", (1, 16, 16), 10, hidden=[256, 256]).eval()
     assert quantization_method(model) == TORCH_DYNAMIC

@@ -22,7 +22,7 @@ from kdlens.data import Split, check_dataset
 from kdlens.data.split import check_split
 from kdlens.errors import ConfigError, DataError
 from kdlens.models import create_model
-from kdlens.run.weights import save_weights
+from kdlens.weights import save_weights
 from tests.conftest import SMOKE
 
 TABULAR_TEACHER = ["--set", "teacher.model=mlp"]  # npz test data is tabular: no cnn

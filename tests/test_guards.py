@@ -13,8 +13,8 @@ from kdlens.data import BatchLoader, Normalizer
 from kdlens.distill import Distiller
 from kdlens.errors import CheckpointError
 from kdlens.run import RunFolder, StageCheckpoint
-from kdlens.run.weights import load_weights, read_state_dict
 from kdlens.train import DivergenceError, fit
+from kdlens.weights import load_weights, read_state_dict
 from tests.conftest import SMOKE
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -22,3 +22,9 @@ class OutputError(KdlensError):
 
 class CheckpointError(KdlensError):
     """A checkpoint is missing, corrupt, unsafe, or does not fit the model or data."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type when empty), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

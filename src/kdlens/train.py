@@ -22,8 +22,8 @@ from kdlens.evaluate.metrics import accuracy, nll
 from kdlens.run.context import EVAL_BATCH, RunContext, Tensors
 from kdlens.run.records import ModelRecord
 from kdlens.run.state import StageCheckpoint, TrainProgress, TrainResult
-from kdlens.run.weights import load_weights, save_weights
 from kdlens.utils import write_bytes_atomic
+from kdlens.weights import load_weights, save_weights
 
 log = logging.getLogger("kdlens")
 

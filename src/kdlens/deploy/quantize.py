@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 # How int8 weights are stored and rebuilt belongs to the run folder; quantizing is deploy's.
-from kdlens.run.weights import (  # noqa: F401  (re-exported)
+from kdlens.weights import (  # noqa: F401  (re-exported)
     load_dynamic_int8,
     quantize_dynamic_int8,
     save_dynamic_int8,

@@ -8,30 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdlens.data import Normalizer
 from kdlens.errors import KdlensError
+from kdlens.models.sklearn_models import SklearnTeacher
 
-
-class SklearnTeacher(nn.Module):
-    """A fitted scikit-learn classifier as a frozen torch teacher: logits = log predict_proba.
-
-    kdlens feeds models standardised input; pass the run's ``normalizer`` and the estimator sees
-    the raw features it was fitted on. Usable with any Distiller (e.g. a soft tree distilled from
-    gradient boosting); it has no parameters and no gradient.
-    """
-
-    def __init__(self, estimator: Any, normalizer: Normalizer | None = None):
-        super().__init__()
-        if not callable(getattr(estimator, "predict_proba", None)):
-            raise KdlensError(f"{type(estimator).__name__} has no predict_proba: it cannot teach")
-        self.estimator = estimator
-        self.normalizer = normalizer
-        self.num_classes = len(estimator.classes_)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raw = x if self.normalizer is None else x * self.normalizer.std + self.normalizer.mean
-        proba = self.estimator.predict_proba(raw.flatten(1).detach().cpu().numpy())
-        return torch.as_tensor(np.log(np.maximum(proba, 1e-12)), dtype=torch.float32).to(x.device)
+__all__ = ["SklearnTeacher", "teacher_probabilities"]  # SklearnTeacher lives in kdlens.models
 
 
 @torch.no_grad()

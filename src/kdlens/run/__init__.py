@@ -5,7 +5,7 @@ from kdlens.run.folder import RunFolder
 from kdlens.run.load import Run, load_run, read_config
 from kdlens.run.records import ModelRecord, select
 from kdlens.run.state import StageCheckpoint, TrainProgress, TrainResult
-from kdlens.run.weights import load_weights, read_state_dict, save_weights, torch_load_safely
+from kdlens.weights import load_weights, read_state_dict, save_weights, torch_load_safely
 
 __all__ = [
     "EVAL_BATCH",

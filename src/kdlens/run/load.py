@@ -20,7 +20,7 @@ from kdlens.errors import CheckpointError, KdlensError
 from kdlens.models import create_model
 from kdlens.run.folder import RunFolder
 from kdlens.run.records import ModelRecord
-from kdlens.run.weights import load_dynamic_int8, load_weights
+from kdlens.weights import load_dynamic_int8, load_weights
 
 
 @dataclass

@@ -23,8 +23,8 @@ from torch import nn
 
 from kdlens.errors import CheckpointError
 from kdlens.run.folder import RunFolder
-from kdlens.run.weights import torch_load_safely
 from kdlens.utils import atomic_writer
+from kdlens.weights import torch_load_safely
 
 FORMAT = 1
 

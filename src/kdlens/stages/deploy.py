@@ -48,9 +48,9 @@ from kdlens.evaluate.compression import (
 )
 from kdlens.models import count_parameters
 from kdlens.run import ModelRecord, RunContext, select
-from kdlens.run.weights import save_weights
 from kdlens.train import train_stage
 from kdlens.utils import set_seed
+from kdlens.weights import save_weights
 
 log = logging.getLogger("kdlens")
 

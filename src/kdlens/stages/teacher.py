@@ -8,9 +8,9 @@ import logging
 from kdlens.distill import Distiller
 from kdlens.run import ModelRecord, RunContext
 from kdlens.run.records import family_of
-from kdlens.run.weights import save_weights
 from kdlens.train import train_stage
 from kdlens.utils import set_seed
+from kdlens.weights import save_weights
 
 log = logging.getLogger("kdlens")
 

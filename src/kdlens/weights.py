@@ -1,4 +1,7 @@
-"""Saving and loading weights as tensors only: safetensors, or ``torch.load(weights_only=True)``."""
+"""Saving and loading weights as tensors only: safetensors, or ``torch.load(weights_only=True)``.
+
+Below every part that reads or writes weights (models, run, deploy), so it imports none of them.
+"""
 
 from __future__ import annotations
 
