@@ -30,9 +30,11 @@ from kdlens.data import (
     Dataset,
     Normalizer,
     Split,
-    create_dataset,
+    check_text_teacher,
+    dataset_from_config,
     is_augmenting,
     make_split,
+    save_dataset_record,
 )
 from kdlens.deploy.stage import deploy
 from kdlens.distill import Distiller, build_distiller, compute_logits
@@ -165,10 +167,12 @@ def prepare(
     for spec in (config.teacher, config.student):
         check_precision(spec.train.precision, device)
     start = time.perf_counter()
-    dataset = create_dataset(config.data.name, root=config.data.root, download=config.data.download)
+    dataset = dataset_from_config(config.data)
+    check_text_teacher(dataset, config.teacher.model)
     split = make_split(
         dataset, config.data.val_fraction, config.data.test_fraction, config.seed, config.data.limit
     )
+    dataset = dataset.prepare(split.train)  # a table's encoder is fitted on the training split
     normalizer = Normalizer.fit(dataset.x[torch.as_tensor(split.train)])
     if resume and (out / "split.json").is_file() and Split.load(out / "split.json") != split:
         raise KdlensError(f"cannot resume {out}: the data or its split changed since the run began")
@@ -197,6 +201,7 @@ def _start_folder(ctx: RunContext, overwrite: bool) -> None:
         raise OutputError(f"cannot create {ctx.out_dir}: {e.strerror or e}") from None
     save_config(ctx.config, ctx.out_dir / "config.yaml")  # on resume: with any --set applied
     ctx.split.save(ctx.out_dir / "split.json")
+    save_dataset_record(ctx.dataset, ctx.out_dir)
     write_json(ctx.out_dir / "normalization.json", ctx.normalizer.to_dict())
 
 
@@ -335,6 +340,7 @@ def metrics_document(ctx: RunContext) -> dict[str, Any]:
         "dataset": {
             "name": ds.name,
             "num_classes": ds.num_classes,
+            "class_names": list(ds.class_names),
             "n_train": len(ctx.split.train),
             "n_val": len(ctx.split.val),
             "n_test": len(ctx.split.test),

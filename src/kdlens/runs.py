@@ -15,7 +15,14 @@ from torch import nn
 
 from kdlens.checkpoints import load_weights
 from kdlens.config import ModelSpec, RunConfig, load_config
-from kdlens.data import BatchLoader, Dataset, Normalizer, Split, create_dataset
+from kdlens.data import (
+    BatchLoader,
+    Dataset,
+    Normalizer,
+    Split,
+    dataset_from_config,
+    restore_dataset,
+)
 from kdlens.errors import CheckpointError, KdlensError
 from kdlens.models import create_model
 from kdlens.utils import read_json
@@ -107,10 +114,11 @@ def load_run(run_dir: str | Path) -> Run:
             raise KdlensError(f"{path} is not a kdlens run folder (no {needed})")
     config = load_config(path / "config.yaml")
     data = config.data
-    dataset = create_dataset(data.name, root=data.root, download=False)
+    dataset = dataset_from_config(data, download=False)
     split = Split.load(path / "split.json")
     if max(max(split.train), max(split.val), max(split.test)) >= len(dataset.y):
         raise CheckpointError(f"{path}/split.json does not fit dataset {data.name!r}")
+    dataset = restore_dataset(dataset, split.train, path)
     normalizer = normalizer_from_dict(read_json(path / "normalization.json"), dataset.x[0])
     metrics_path = path / "metrics.json"
     metrics = read_json(metrics_path) if metrics_path.is_file() else None

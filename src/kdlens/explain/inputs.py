@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kdlens.config import ExplainConfig, ModelSpec, RunConfig, load_config
-from kdlens.data import BatchLoader, Normalizer, Split, create_dataset
+from kdlens.data import BatchLoader, Normalizer, Split, dataset_from_config, restore_dataset
 from kdlens.distill import compute_logits
 from kdlens.errors import CheckpointError, ConfigError, KdlensError
 from kdlens.utils import read_json, resolve_device
@@ -75,8 +75,9 @@ def from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> Exp
     if not (run / "metrics.json").is_file() or not (run / "config.yaml").is_file():
         raise KdlensError(f"{run} is not a kdlens run folder (no metrics.json / config.yaml)")
     cfg = load_config(run / "config.yaml", overrides)
-    dataset = create_dataset(cfg.data.name, root=cfg.data.root, download=False)
+    dataset = dataset_from_config(cfg.data, download=False)
     split = Split.load(run / "split.json")
+    dataset = restore_dataset(dataset, split.train, run)
     normalizer = _load_normalizer(run / "normalization.json", dataset.x.ndim, dataset.x.shape[1])
     idx = torch.as_tensor(split.test)
     x, y = dataset.x[idx], dataset.y[idx]
