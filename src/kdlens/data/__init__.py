@@ -1,6 +1,6 @@
 """Datasets by name, splits, normalisation, augmentation and batching."""
 
-from kdlens.data import embedded, files, vision  # noqa: F401  (fill the registries)
+from kdlens.data import embedded, files, hf_datasets, images, tables, vision  # noqa: F401  (fill the registries)
 from kdlens.data.base import Dataset
 from kdlens.data.loader import Batch, BatchLoader, is_augmenting
 from kdlens.data.record import restore_dataset, save_dataset_record
