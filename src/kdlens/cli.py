@@ -125,13 +125,12 @@ def _print_deploy(metrics: dict) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from kdlens.data import DATASETS
-    from kdlens.data.files import PREFIXES as DATA_PREFIXES
+    from kdlens.data import DATASETS, list_sources
     from kdlens.distill import DISTILLERS
     from kdlens.models import MODELS, PREFIXES
 
     for title, entries in (
-        ("datasets", {**DATASETS.describe(), **DATA_PREFIXES}),
+        ("datasets", {**DATASETS.describe(), **list_sources()}),
         ("models", {**MODELS.describe(), **PREFIXES}),
         ("distillation methods", DISTILLERS.describe()),
     ):

@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -25,7 +26,8 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """``name`` is a registered dataset or ``npz:<file>`` (arrays ``x``, ``y``; see docs/errors.md)."""
+    """``name`` is a registered dataset or a source and its path: ``npz:``, ``imagefolder:``,
+    ``csv:``, ``parquet:``, ``hf:`` (``kdlens list``; docs/your-own.md)."""
 
     name: str = "mnist5k"
     root: str | None = Field(None, description="folder of a torchvision dataset")
@@ -34,6 +36,35 @@ class DataConfig(_Strict):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     limit: int | None = Field(
         None, gt=0, description="keep at most this many examples (smoke runs)"
+    )
+    # Options of the sources (data.name with a prefix); each refuses the ones it does not read.
+    image_size: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="imagefolder:/hf: resize images to [H, W]; null: the first image's size"
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="imagefolder:/hf: 1 grey or 3 colour; null: the first image's"
+    )
+    target: str | None = Field(
+        None,
+        description="csv:/parquet: the label column (required); hf: the label column when no "
+        "ClassLabel column says it",
+    )
+    text: str | None = Field(
+        None, description="csv:/parquet:/hf: a text column as the input (needs an hf: teacher)"
+    )
+    image: str | None = Field(
+        None, description="hf: the image column, when not the only datasets.Image column"
+    )
+    impute: Literal["none", "median"] = Field(
+        "none",
+        description="csv:/parquet: 'median' fills missing numbers with the training split's "
+        "median (a missing category encodes as all zeros); 'none' refuses missing values",
+    )
+    drop_columns: list[str] = Field(
+        default_factory=list, description="csv:/parquet: columns that are not features (ids)"
+    )
+    skip_bad_files: bool = Field(
+        False, description="imagefolder:/hf: skip unreadable images (counted in dataset.json)"
     )
 
     @model_validator(mode="after")

@@ -18,7 +18,15 @@ from torch import nn
 
 from kdlens import distributed
 from kdlens.config import ModelSpec, RunConfig, save_config
-from kdlens.data import Dataset, Normalizer, Split, create_dataset, make_split
+from kdlens.data import (
+    Dataset,
+    Normalizer,
+    Split,
+    check_text_teacher,
+    dataset_from_config,
+    make_split,
+    save_dataset_record,
+)
 from kdlens.distill import build_distiller
 from kdlens.distill.transfer import student_tensors, teacher_tensors
 from kdlens.errors import ConfigError, KdlensError
@@ -90,10 +98,12 @@ def prepare(
     for spec in (config.teacher, config.student):
         check_precision(spec.train.precision, device)
     start = time.perf_counter()
-    dataset = create_dataset(config.data.name, root=config.data.root, download=config.data.download)
+    dataset = dataset_from_config(config.data)
+    check_text_teacher(dataset, config.teacher.model)
     split = make_split(
         dataset, config.data.val_fraction, config.data.test_fraction, config.seed, config.data.limit
     )
+    dataset = dataset.prepare(split.train)  # a table's encoder is fitted on the training split
     normalizer = Normalizer.fit(dataset.x[torch.as_tensor(split.train)])
     if resume and folder.split.is_file() and Split.load(folder.split) != split:
         raise KdlensError(
@@ -129,6 +139,7 @@ def _start(ctx: RunContext, overwrite: bool) -> None:
     if folder.write:
         save_config(ctx.config, folder.config)  # on resume: with any --set applied
         ctx.split.save(folder.split)
+        save_dataset_record(ctx.dataset, folder.dataset_record)
         folder.write_json(folder.normalization, ctx.normalizer.to_dict())
 
 

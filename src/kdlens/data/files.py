@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from kdlens.data.base import Dataset
+from kdlens.data.registry import register_source
 from kdlens.errors import DataError
 
-PREFIXES = {"npz:<file>": "your data: arrays x (N, ...) and y (N,) in a numpy .npz file"}
 
-
+@register_source("npz", help="<file> your data: arrays x (N, ...) and y (N,) in a numpy .npz file")
 def load_npz(path: str | Path) -> Dataset:
     p = Path(path).expanduser()
     name = f"npz:{path}"

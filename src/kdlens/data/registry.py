@@ -1,33 +1,104 @@
-"""Datasets by name: ``create_dataset(name, ...)``, ``list_datasets()``."""
+"""Datasets by name: ``create_dataset(name, ...)``, ``list_datasets()``, ``list_sources()``.
+
+A name is either a registered dataset (``mnist5k``, ``wine``, ``cifar10``...) or a source prefix
+and a path (``csv:data/loans.csv``): each source is a loader ``load(path, **options)`` whose
+keyword arguments are the ``data.*`` fields it reads.
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from kdlens.data.base import Dataset
-from kdlens.errors import DataError
+from kdlens.errors import ConfigError, DataError
 from kdlens.registry import Registry
+
+if TYPE_CHECKING:
+    from kdlens.config import DataConfig
 
 DATASETS: Registry[Dataset] = Registry("dataset")
 register_dataset = DATASETS.register
+
+# prefix -> loader(path, **options); its help names what follows the prefix, e.g. "<folder>: ..."
+SOURCES: Registry[Dataset] = Registry("data source")
+register_source = SOURCES.register
+
+# data.* fields that only sources read; a registered dataset takes none of them.
+SOURCE_OPTIONS = (
+    "image_size",
+    "channels",
+    "target",
+    "text",
+    "image",
+    "impute",
+    "drop_columns",
+    "skip_bad_files",
+)
 
 
 def list_datasets(pattern: str = "*") -> list[str]:
     return DATASETS.names(pattern)
 
 
-def create_dataset(name: str, root: str | None = None, download: bool = False) -> Dataset:
-    """Load a registered dataset (or ``npz:<file>``) and check that it is usable."""
-    if name.startswith("npz:"):
-        from kdlens.data.files import load_npz
+def list_sources() -> dict[str, str]:
+    """``"csv:<file>" -> description`` for ``kdlens list``."""
+    out = {}
+    for prefix, text in SOURCES.describe().items():
+        argument, _, description = text.partition(" ")
+        out[f"{prefix}:{argument}"] = description
+    return out
 
-        dataset = load_npz(name.split(":", 1)[1])
+
+def create_dataset(
+    name: str, root: str | None = None, download: bool = False, **options: Any
+) -> Dataset:
+    """Load a registered dataset or a source (``prefix:path``) and check that it is usable.
+
+    ``options`` are ``data.*`` fields for sources (``target="label"``, ``image_size=(32, 32)``);
+    one a source does not read, set to anything but its default, is a :class:`ConfigError`.
+    """
+    prefix, colon, path = name.partition(":")
+    if colon and len(prefix) > 1:  # "C:\\data" is a Windows path, not a prefix
+        loader = SOURCES.get(prefix)
+        accepted = set(inspect.signature(loader).parameters)
+        _refuse_options(options, accepted, f"{prefix}: data")
+        dataset = loader(path, **{k: v for k, v in options.items() if k in accepted})
     else:
+        _refuse_options(options, set(), f"dataset {name!r}")
         dataset = DATASETS.get(name)(root=root, download=download)
     check_dataset(dataset)
     return dataset
+
+
+def dataset_from_config(data: DataConfig, download: bool | None = None) -> Dataset:
+    """``create_dataset`` with every option of a ``data:`` config section."""
+    return create_dataset(
+        data.name,
+        root=data.root,
+        download=data.download if download is None else download,
+        **{k: getattr(data, k) for k in SOURCE_OPTIONS},
+    )
+
+
+def _refuse_options(options: dict[str, Any], accepted: set[str], what: str) -> None:
+    from kdlens.config import DataConfig
+
+    for key, value in options.items():
+        if key not in SOURCE_OPTIONS:
+            raise TypeError(f"create_dataset() got an unexpected option {key!r}")
+        default = DataConfig.model_fields[key].get_default(call_default_factory=True)
+        if key not in accepted and value != default:
+            raise ConfigError(f"data.{key} does not apply to {what}")
+
+
+def check_text_teacher(dataset: Dataset, teacher_model: str) -> None:
+    """Text reaches a model only through its own tokenizer: a Hugging Face teacher's."""
+    if dataset.kind == "text" and not teacher_model.startswith("hf:"):
+        raise ConfigError("data.text needs an hf: teacher (teacher.model: hf:PATH)")
 
 
 def check_dataset(dataset: Dataset) -> None:
@@ -49,6 +120,10 @@ def check_dataset(dataset: Dataset) -> None:
         raise DataError(
             f"dataset {name!r}: labels must lie in [0, {dataset.num_classes - 1}], found {lo}..{hi}"
         )
+    if dataset.fixed_split is not None and dataset.fixed_split.shape != dataset.y.shape:
+        raise DataError(f"dataset {name!r}: fixed_split must mark each of the {len(dataset)} rows")
+    if dataset.texts is not None and len(dataset.texts) != len(dataset):
+        raise DataError(f"dataset {name!r}: {len(dataset.texts)} texts for {len(dataset)} rows")
 
 
 def reshape_square(x: torch.Tensor) -> torch.Tensor:

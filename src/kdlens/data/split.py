@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from kdlens.data.base import Dataset
+from kdlens.data.base import TEST, TRAIN, VAL, Dataset
 from kdlens.errors import DataError
 from kdlens.utils import write_bytes_atomic
 
@@ -43,7 +43,8 @@ def make_split(
     seed: int,
     limit: int | None = None,
 ) -> Split:
-    """Stratified split from ``seed``; a dataset with a fixed test set keeps it as the test split."""
+    """Stratified split from ``seed``. Data that comes split (``Dataset.fixed_split``) keeps its
+    parts; a part it lacks (val, test) is carved from its training rows."""
     try:
         split = _make_split(dataset, val_fraction, test_fraction, seed, limit)
     except ValueError as e:  # scikit-learn: a part would be empty
@@ -62,12 +63,14 @@ def _make_split(
     idx = np.arange(len(y))
     if limit is not None and limit < len(idx):
         idx, _ = _stratified(idx, y, len(idx) - limit, seed)
-    if dataset.is_test is not None:
-        fixed = dataset.is_test.numpy()
-        rest, test = idx[~fixed[idx]], idx[fixed[idx]]
-    else:
-        rest, test = _stratified(idx, y, test_fraction, seed)
-    train, val = _stratified(rest, y, val_fraction / (1 - test_fraction), seed + 1)
+    fixed = np.full(len(y), TRAIN) if dataset.fixed_split is None else dataset.fixed_split.numpy()
+    train, val, test = (idx[fixed[idx] == part] for part in (TRAIN, VAL, TEST))
+    if not len(test):  # fractions stay shares of the whole dataset
+        train, test = _stratified(
+            train, y, test_fraction / (1 - val_fraction * bool(len(val))), seed
+        )
+    if not len(val):
+        train, val = _stratified(train, y, val_fraction / (1 - test_fraction), seed + 1)
     return Split(sorted(map(int, train)), sorted(map(int, val)), sorted(map(int, test)))
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdlens.data.base import Dataset
+from kdlens.data.base import TEST, TRAIN, Dataset
 from kdlens.data.registry import register_dataset
 from kdlens.errors import DataError
 
@@ -60,9 +60,9 @@ def _make_loader(name: str):
         test = _load_split(name, folder, False, download)
         x = torch.cat([_to_images(train.data), _to_images(test.data)])
         y = torch.cat([torch.as_tensor(train.targets), torch.as_tensor(test.targets)]).long()
-        is_test = torch.zeros(len(y), dtype=torch.bool)
-        is_test[len(train.targets) :] = True
-        return Dataset(name, x, y, "image", [str(c) for c in train.classes], is_test=is_test)
+        fixed = torch.full((len(y),), TRAIN, dtype=torch.int8)
+        fixed[len(train.targets) :] = TEST
+        return Dataset(name, x, y, "image", [str(c) for c in train.classes], fixed_split=fixed)
 
     return load
 

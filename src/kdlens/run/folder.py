@@ -7,7 +7,7 @@ No other module spells a run file's name: they ask a :class:`RunFolder`. Layout:
     config.yaml              the resolved config (rerun with ``kdlens run --config``)
     split.json               train/val/test indices into the dataset
     normalization.json       mean and std fitted on the training split
-    data_state.json          encoders/imputers a dataset fitted on the training split (tables)
+    dataset.json             class and feature names, what the data fitted on its training split
     models.json              one record per model: role, family, derived_from, how to rebuild it
     metrics.json             the results (see README)
     history_<model>.json     per-epoch training records
@@ -40,7 +40,7 @@ LOCK_OWNER = ".kdlens.lock.owner"  # filelock truncates the lock file itself on 
 CONFIG = "config.yaml"
 SPLIT = "split.json"
 NORMALIZATION = "normalization.json"
-DATA_STATE = "data_state.json"
+DATASET = "dataset.json"
 MODELS = "models.json"
 METRICS = "metrics.json"
 EXPLAIN = "explain.json"
@@ -56,7 +56,7 @@ FLOAT_SUFFIX = ".safetensors"
 INT8_SUFFIX = ".pt"  # a student after PyTorch dynamic int8 quantization (torch.save state dict)
 TEMP_SUFFIX = ".tmp"  # atomic writes go through ".<name>.<random>.tmp" next to the target
 # Files that say nothing about a run's progress: a folder holding only these is "fresh".
-_BOOKKEEPING = {MARKER, LOCK, LOCK_OWNER, CONFIG, SPLIT, NORMALIZATION, DATA_STATE}
+_BOOKKEEPING = {MARKER, LOCK, LOCK_OWNER, CONFIG, SPLIT, NORMALIZATION, DATASET}
 
 
 class RunFolder:
@@ -92,8 +92,8 @@ class RunFolder:
         return self.path / NORMALIZATION
 
     @property
-    def data_state(self) -> Path:
-        return self.path / DATA_STATE
+    def dataset_record(self) -> Path:
+        return self.path / DATASET
 
     @property
     def models(self) -> Path:

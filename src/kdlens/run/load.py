@@ -15,7 +15,14 @@ import torch
 from torch import nn
 
 from kdlens.config import RunConfig, apply_overrides, config_from_dict, load_config
-from kdlens.data import BatchLoader, Dataset, Normalizer, Split, create_dataset
+from kdlens.data import (
+    BatchLoader,
+    Dataset,
+    Normalizer,
+    Split,
+    dataset_from_config,
+    restore_dataset,
+)
 from kdlens.errors import CheckpointError, KdlensError
 from kdlens.models import create_model
 from kdlens.run.folder import RunFolder
@@ -129,10 +136,11 @@ def load_run(run_dir: str | Path, need_metrics: bool = False) -> Run:
         )
     config = load_config(folder.config)
     data = config.data
-    dataset = create_dataset(data.name, root=data.root, download=False)
+    dataset = dataset_from_config(data, download=False)
     split = Split.load(folder.split)
     if max(max(split.train), max(split.val), max(split.test)) >= len(dataset.y):
         raise CheckpointError(f"{folder.split} does not fit dataset {data.name!r}")
+    dataset = restore_dataset(dataset, split.train, folder.dataset_record)
     normalizer = normalizer_from_dict(folder.read_json(folder.normalization), dataset.x[0])
     metrics = folder.read_json(folder.metrics) if folder.metrics.is_file() else None
     records: dict[str, ModelRecord] = {}
