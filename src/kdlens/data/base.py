@@ -9,6 +9,8 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from kdlens.errors import DataError
+
 # Values of ``Dataset.fixed_split``: the part each row belongs to when the data comes split.
 TRAIN, VAL, TEST = 0, 1, 2
 
@@ -79,11 +81,34 @@ class Dataset:
             state = self.preparer.fit(train)
         x, names = self.preparer.transform(state)
         ready = dataclasses.replace(self, x=x, feature_names=names, preparer=None, prepared=state)
-        from kdlens.data.registry import check_dataset  # the check lives with the registry
-
         check_dataset(ready)
         return ready
 
     def state_dict(self) -> dict[str, Any] | None:
         """What :meth:`prepare` fitted, JSON-ready; None when nothing was fitted."""
         return self.prepared
+
+
+def check_dataset(dataset: Dataset) -> None:
+    """Reject data that would train silently wrong: empty, non-finite, bad labels."""
+    name = dataset.name
+    if len(dataset) == 0:
+        raise DataError(f"dataset {name!r} is empty")
+    if dataset.y.shape[0] != dataset.x.shape[0]:
+        raise DataError(
+            f"dataset {name!r}: {dataset.x.shape[0]} inputs but {dataset.y.shape[0]} labels"
+        )
+    if not torch.isfinite(dataset.x).all():
+        bad = int((~torch.isfinite(dataset.x)).flatten(1).any(1).sum())
+        raise DataError(f"dataset {name!r}: {bad} examples contain NaN or inf")
+    if dataset.y.dtype not in (torch.int64, torch.int32):
+        raise DataError(f"dataset {name!r}: labels must be integers, got {dataset.y.dtype}")
+    lo, hi = int(dataset.y.min()), int(dataset.y.max())
+    if lo < 0 or hi >= dataset.num_classes:
+        raise DataError(
+            f"dataset {name!r}: labels must lie in [0, {dataset.num_classes - 1}], found {lo}..{hi}"
+        )
+    if dataset.fixed_split is not None and dataset.fixed_split.shape != dataset.y.shape:
+        raise DataError(f"dataset {name!r}: fixed_split must mark each of the {len(dataset)} rows")
+    if dataset.texts is not None and len(dataset.texts) != len(dataset):
+        raise DataError(f"dataset {name!r}: {len(dataset.texts)} texts for {len(dataset)} rows")

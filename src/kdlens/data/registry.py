@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kdlens.data.base import Dataset
-from kdlens.errors import ConfigError, DataError
+from kdlens.data.base import Dataset, check_dataset
+from kdlens.errors import ConfigError
 from kdlens.registry import Registry
 
 if TYPE_CHECKING:
@@ -99,31 +99,6 @@ def check_text_teacher(dataset: Dataset, teacher_model: str) -> None:
     """Text reaches a model only through its own tokenizer: a Hugging Face teacher's."""
     if dataset.kind == "text" and not teacher_model.startswith("hf:"):
         raise ConfigError("data.text needs an hf: teacher (teacher.model: hf:PATH)")
-
-
-def check_dataset(dataset: Dataset) -> None:
-    """Reject data that would train silently wrong: empty, non-finite, bad labels."""
-    name = dataset.name
-    if len(dataset) == 0:
-        raise DataError(f"dataset {name!r} is empty")
-    if dataset.y.shape[0] != dataset.x.shape[0]:
-        raise DataError(
-            f"dataset {name!r}: {dataset.x.shape[0]} inputs but {dataset.y.shape[0]} labels"
-        )
-    if not torch.isfinite(dataset.x).all():
-        bad = int((~torch.isfinite(dataset.x)).flatten(1).any(1).sum())
-        raise DataError(f"dataset {name!r}: {bad} examples contain NaN or inf")
-    if dataset.y.dtype not in (torch.int64, torch.int32):
-        raise DataError(f"dataset {name!r}: labels must be integers, got {dataset.y.dtype}")
-    lo, hi = int(dataset.y.min()), int(dataset.y.max())
-    if lo < 0 or hi >= dataset.num_classes:
-        raise DataError(
-            f"dataset {name!r}: labels must lie in [0, {dataset.num_classes - 1}], found {lo}..{hi}"
-        )
-    if dataset.fixed_split is not None and dataset.fixed_split.shape != dataset.y.shape:
-        raise DataError(f"dataset {name!r}: fixed_split must mark each of the {len(dataset)} rows")
-    if dataset.texts is not None and len(dataset.texts) != len(dataset):
-        raise DataError(f"dataset {name!r}: {len(dataset.texts)} texts for {len(dataset)} rows")
 
 
 def reshape_square(x: torch.Tensor) -> torch.Tensor:
