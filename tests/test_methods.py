@@ -45,7 +45,9 @@ def _one_line_naming(err: ConfigError, method: str) -> None:
 
 
 @pytest.mark.parametrize("method", list_distillers())
-def test_logit_standardization_changes_the_loss_or_is_refused_in_one_line(ctx, method):
+def test_logit_standardization_changes_the_loss_or_is_refused_in_one_line(
+    ctx, method, single_thread
+):
     options = {**ctx.config.distill.options, "logit_standardization": True}
     try:
         d = _distiller(ctx, method, options=options)
@@ -85,7 +87,9 @@ STUDENTS = {
 
 @pytest.mark.parametrize("student", list(STUDENTS))
 @pytest.mark.parametrize("method", list_distillers())
-def test_every_method_trains_every_student_type_or_refuses_in_one_line(ctx, method, student):
+def test_every_method_trains_every_student_type_or_refuses_in_one_line(
+    ctx, method, student, single_thread
+):
     """With its default options: a method works or says, in one line naming it, why not."""
     from kdlens.config import ModelSpec
 
