@@ -121,3 +121,15 @@ def test_missing_and_invalid_files(tmp_path):
     listy.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(listy)
+
+
+def test_sgd_nesterov_follows_the_config():
+    from kdlens.config import TrainConfig
+    from kdlens.train import make_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    for nesterov in (True, False):
+        cfg = TrainConfig(optimizer="sgd", nesterov=nesterov)
+        assert make_optimizer(params, cfg).param_groups[0]["nesterov"] is nesterov
+    plain = TrainConfig(optimizer="sgd", momentum=0.0)  # torch refuses Nesterov without momentum
+    assert make_optimizer(params, plain).param_groups[0]["nesterov"] is False

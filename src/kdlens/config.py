@@ -59,7 +59,8 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = Field(
-        True, description="Nesterov momentum for sgd (the published CIFAR recipes use plain momentum)"
+        True,
+        description="Nesterov momentum for sgd (the published CIFAR recipes use plain momentum)",
     )
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     milestones: list[int] = Field(default_factory=list, description="epochs of step decay")
