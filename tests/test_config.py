@@ -7,7 +7,8 @@ import yaml
 from kdlens.config import RunConfig, load_config, save_config
 from kdlens.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(ROOT.glob("**/*.yaml"))
 
 
 def test_configs_are_shipped():
@@ -15,8 +16,17 @@ def test_configs_are_shipped():
     assert {"default.yaml", "smoke.yaml"} <= names
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_shipped_config_loads_and_builds(path):
+def test_cifar100_recipes_cover_every_method():
+    from kdlens.distill import list_distillers
+
+    recipes = {load_config(p).distill.method for p in (ROOT / "cifar100").glob("*.yaml")}
+    assert set(list_distillers()) <= recipes
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_config_loads_and_builds(path, single_thread):
+    """Models, and the distiller with the config's options: a method's recipe needs it registered."""
+    from kdlens.distill import build_distiller, list_distillers
     from kdlens.models import create_model
 
     config = load_config(path)
@@ -26,9 +36,15 @@ def test_every_shipped_config_loads_and_builds(path):
         "wine": (13,),
         "breast_cancer": (30,),
     }.get(config.data.name, (3, 32, 32))
+    classes = 100 if config.data.name == "cifar100" else 10
+    models = []
     for spec in (config.teacher, config.student):
-        model = create_model(spec.model, shape, 10, **spec.model_args).eval()
-        assert model(torch.rand(2, *shape)).shape == (2, 10)
+        model = create_model(spec.model, shape, classes, **spec.model_args).eval()
+        assert model(torch.rand(2, *shape)).shape == (2, classes)
+        models.append(model)
+    if config.distill.method not in list_distillers():
+        pytest.fail(f"{path.name}: method {config.distill.method!r} is not registered")
+    build_distiller(config.distill, models[1], models[0], shape)
 
 
 def test_default_yaml_is_the_default_config():
@@ -105,3 +121,15 @@ def test_missing_and_invalid_files(tmp_path):
     listy.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(listy)
+
+
+def test_sgd_nesterov_follows_the_config():
+    from kdlens.config import TrainConfig
+    from kdlens.train import make_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    for nesterov in (True, False):
+        cfg = TrainConfig(optimizer="sgd", nesterov=nesterov)
+        assert make_optimizer(params, cfg).param_groups[0]["nesterov"] is nesterov
+    plain = TrainConfig(optimizer="sgd", momentum=0.0)  # torch refuses Nesterov without momentum
+    assert make_optimizer(params, plain).param_groups[0]["nesterov"] is False

@@ -35,7 +35,79 @@ def _distiller(ctx, method, **changes):
 
 
 def test_all_methods_are_registered():
-    assert {"kd", "fitnets", "at", "dkd", "rkd"} <= set(list_distillers())
+    logit = {"dist", "ctkd", "pkt", "sp", "cc"}
+    assert {"kd", "fitnets", "at", "dkd", "rkd"} | logit <= set(list_distillers())
+
+
+def _one_line_naming(err: ConfigError, method: str) -> None:
+    msg = str(err)
+    assert "\n" not in msg and (repr(method) in msg or f"options.{method}" in msg), msg
+
+
+@pytest.mark.parametrize("method", list_distillers())
+def test_logit_standardization_changes_the_loss_or_is_refused_in_one_line(
+    ctx, method, single_thread
+):
+    options = {**ctx.config.distill.options, "logit_standardization": True}
+    try:
+        d = _distiller(ctx, method, options=options)
+    except ConfigError as e:
+        _one_line_naming(e, method)
+        assert "soft term" in str(e)
+        return
+    assert d.logit_standardization
+    batch = next(iter(ctx.train_loader(ctx.config.student.train, 0)))
+    on = d(batch)["loss"].detach()
+    d.logit_standardization = False
+    off = d(batch)["loss"].detach()
+    assert torch.isfinite(on) and float(on) != pytest.approx(float(off), rel=1e-4), method
+
+
+def test_logit_standardization_refusals(ctx):
+    from kdlens.config import ModelSpec
+
+    options = {"logit_standardization": True}
+    with pytest.raises(ConfigError, match="no soft term on logits when distill.alpha is 1"):
+        _distiller(ctx, "kd", alpha=1.0, options=options)
+    config = ctx.config.distill.model_copy(update={"method": "kd", "options": options})
+    tree = ctx.build(ModelSpec(model="soft_tree", model_args={"depth": 2}))
+    with pytest.raises(ConfigError, match="cannot standardise the logits of SoftDecisionTree"):
+        build_distiller(config, tree, ctx.build(ctx.config.teacher), ctx.dataset.input_shape)
+    with pytest.raises(ConfigError, match="applies to every method; set distill.options.logit"):
+        _distiller(ctx, "kd", options={"kd": {"logit_standardization": True}})
+
+
+STUDENTS = {
+    "mlp": {"model": "mlp", "model_args": {"hidden": [16]}},
+    "cnn": {"model": "cnn", "model_args": {"channels": [4, 8], "hidden": 16}},
+    "resnet": {"model": "resnet", "model_args": {"depth": 8, "channels": [4, 8, 8]}},
+    "soft_tree": {"model": "soft_tree", "model_args": {"depth": 2}},
+}
+
+
+@pytest.mark.parametrize("student", list(STUDENTS))
+@pytest.mark.parametrize("method", list_distillers())
+def test_every_method_trains_every_student_type_or_refuses_in_one_line(
+    ctx, method, student, single_thread
+):
+    """With its default options: a method works or says, in one line naming it, why not."""
+    from kdlens.config import ModelSpec
+
+    config = ctx.config.distill.model_copy(update={"method": method, "options": {}})
+    teacher = ctx.build(ctx.config.teacher)
+    try:
+        d = build_distiller(
+            config, ctx.build(ModelSpec(**STUDENTS[student])), teacher, ctx.dataset.input_shape
+        )
+    except ConfigError as e:
+        _one_line_naming(e, method)
+        return
+    batch = next(iter(ctx.train_loader(ctx.config.student.train, 0)))
+    out = d(batch)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    grads = [p.grad for p in d.student.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
 @pytest.mark.parametrize("method", list_distillers())

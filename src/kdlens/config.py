@@ -90,6 +90,10 @@ class TrainConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = Field(
+        True,
+        description="Nesterov momentum for sgd (the published CIFAR recipes use plain momentum)",
+    )
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     milestones: list[int] = Field(default_factory=list, description="epochs of step decay")
     gamma: float = Field(0.1, gt=0, le=1)
@@ -154,6 +158,10 @@ class TransferConfig(_Strict):
     )
 
 
+# Keys of ``distill.options`` that apply to every method rather than naming one.
+GLOBAL_DISTILL_OPTIONS = ("logit_standardization",)
+
+
 class DistillConfig(_Strict):
     method: str = "kd"
     temperature: float = Field(
@@ -163,9 +171,11 @@ class DistillConfig(_Strict):
     cache_teacher_logits: bool = Field(
         True, description="compute teacher logits once when the student's input is not augmented"
     )
-    options: dict[str, dict[str, Any]] = Field(
+    options: dict[str, Any] = Field(
         default_factory=dict,
-        description="method -> its own options, e.g. {fitnets: {teacher_layer: ..., weight: 100}}",
+        description="method -> its own options, e.g. {fitnets: {teacher_layer: ..., weight: 100}}; "
+        "and options of every method: logit_standardization (true: z-score teacher and student "
+        "logits before the soft term, Sun et al. 2024)",
     )
     alpha_schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     temperature_schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
@@ -179,6 +189,28 @@ class DistillConfig(_Strict):
         description="classes removed from the students' transfer set (Hinton et al. 2015, §3)",
     )
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+
+    @field_validator("options")
+    @classmethod
+    def _options_shape(cls, options: dict[str, Any]) -> dict[str, Any]:
+        for key, value in options.items():
+            if key in GLOBAL_DISTILL_OPTIONS:
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key} must be true or false (got {value!r})")
+            elif not isinstance(value, dict):
+                raise ValueError(
+                    f"{key} must map {key}'s option names to values (got {value!r}); global "
+                    f"options: {', '.join(GLOBAL_DISTILL_OPTIONS)}"
+                )
+        return options
+
+    @property
+    def logit_standardization(self) -> bool:
+        return bool(self.options.get("logit_standardization", False))
+
+    def options_of(self, method: str) -> dict[str, Any]:
+        """The options given for ``method`` (``distill.options.<method>``)."""
+        return self.options.get(method, {}) if method not in GLOBAL_DISTILL_OPTIONS else {}
 
     @model_validator(mode="after")
     def _labels_optional_only_without_ce(self) -> DistillConfig:

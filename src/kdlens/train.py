@@ -39,7 +39,7 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
             lr=cfg.lr,
             momentum=cfg.momentum,
             weight_decay=cfg.weight_decay,
-            nesterov=cfg.momentum > 0,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
         )
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

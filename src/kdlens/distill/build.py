@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from kdlens.config import DistillConfig
+from kdlens.config import GLOBAL_DISTILL_OPTIONS, DistillConfig
 from kdlens.distill.distiller import DISTILLERS, Distiller, has_own_loss
 from kdlens.errors import ConfigError
 
@@ -32,11 +32,17 @@ def _check_value(where: str, name: str, value: Any, default: Any) -> None:
 def check_options(config: DistillConfig) -> None:
     """Every ``distill.options`` key is a method and every option one that method takes."""
     for method, options in config.options.items():
+        if method in GLOBAL_DISTILL_OPTIONS:
+            continue  # validated by DistillConfig: a boolean that applies to every method
         if method not in DISTILLERS:
             raise ConfigError(f"distill.options: {DISTILLERS.unknown_message(method)}")
         known = method_options(method)
         for name, value in options.items():
             where = f"distill.options.{method}"
+            if name in GLOBAL_DISTILL_OPTIONS:
+                raise ConfigError(
+                    f"{where}.{name}: applies to every method; set distill.options.{name}"
+                )
             if name not in known or name in ("temperature", "alpha", "example_weighting"):
                 choices = [
                     k for k in known if k not in ("temperature", "alpha", "example_weighting")
@@ -47,6 +53,25 @@ def check_options(config: DistillConfig) -> None:
             _check_value(where, name, value, known[name])
 
 
+def check_logit_standardization(config: DistillConfig, factory, student: nn.Module) -> None:
+    """Logit standardisation needs a soft term on the logits of a student kdlens can see."""
+    where, method = "distill.options.logit_standardization", config.method
+    if not getattr(factory, "supports_logit_standardization", False):
+        raise ConfigError(f"{where}: method {method!r} has no soft term on logits to standardise")
+    if has_own_loss(student):
+        raise ConfigError(
+            f"{where}: method {method!r} cannot standardise the logits of "
+            f"{type(student).__name__}, which brings its own loss (loss_parts)"
+        )
+    alpha_end = (
+        config.alpha if config.alpha_schedule.kind == "constant" else config.alpha_schedule.end
+    )
+    if config.alpha == 1 and alpha_end == 1 and "alpha" in method_options(method):
+        raise ConfigError(
+            f"{where}: method {method!r} has no soft term on logits when distill.alpha is 1"
+        )
+
+
 def build_distiller(
     config: DistillConfig, student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...]
 ) -> Distiller:
@@ -55,7 +80,7 @@ def build_distiller(
     method = config.method
     known = method_options(method)
     kwargs: dict[str, Any] = {"temperature": config.temperature, "alpha": config.alpha}
-    kwargs.update(config.options.get(method, {}))
+    kwargs.update(config.options_of(method))
     if config.example_weighting != "none":
         if "example_weighting" not in known:
             raise ConfigError(f"distill.example_weighting: method {method!r} does not support it")
@@ -67,9 +92,13 @@ def build_distiller(
             f"distill.method {method!r} cannot train {type(student).__name__}, which brings its own "
             "loss (loss_parts); use method 'kd'"
         )
+    if config.logit_standardization:
+        check_logit_standardization(config, factory, student)
     if "input_shape" in inspect.signature(factory).parameters:
         kwargs["input_shape"] = tuple(input_shape)
     distiller = factory(student=student, teacher=teacher, **kwargs)
+    if config.logit_standardization:
+        distiller.logit_standardization = True
     for attribute, schedule in (
         ("alpha", config.alpha_schedule),
         ("temperature", config.temperature_schedule),

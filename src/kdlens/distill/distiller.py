@@ -94,6 +94,9 @@ class TeacherDistiller(Distiller):
     # Whether precomputed teacher logits can stand in for running the teacher (not when a method
     # needs the teacher's features every step).
     accepts_cache = True
+    # Whether the method has a soft term on logits that logit standardisation (Sun et al. 2024,
+    # ``distill.options.logit_standardization``) applies to; build_distiller refuses the others.
+    supports_logit_standardization = False
 
     def __init__(self, student: nn.Module, teacher: nn.Module):
         super().__init__(student)
@@ -101,6 +104,9 @@ class TeacherDistiller(Distiller):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self._cache: torch.Tensor | None = None
+        # Set by build_distiller from distill.options.logit_standardization; the method passes it
+        # to its pure loss (``standardize=``), which z-scores the logits of its soft term only.
+        self.logit_standardization = False
 
     def train(self, mode: bool = True) -> TeacherDistiller:
         super().train(mode)

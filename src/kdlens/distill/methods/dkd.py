@@ -17,6 +17,7 @@ from torch import nn
 
 from kdlens.data.loader import Batch
 from kdlens.distill.distiller import TeacherDistiller, loss_dict, register_distiller
+from kdlens.distill.losses import standardize_logits
 
 
 def _binary_log_probs(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -45,8 +46,15 @@ def dkd_loss_parts(
     teacher_logits: torch.Tensor,
     labels: torch.Tensor,
     temperature: float,
+    standardize: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Unweighted ``tckd`` and ``nckd``, each batch-mean KL times T^2 (as KD's soft term)."""
+    """Unweighted ``tckd`` and ``nckd``, each batch-mean KL times T^2 (as KD's soft term).
+
+    ``standardize``: on z-scored logits (Sun et al. 2024; T is then their base temperature).
+    """
+    if standardize:
+        student_logits = standardize_logits(student_logits)
+        teacher_logits = standardize_logits(teacher_logits)
     s, t = student_logits / temperature, teacher_logits / temperature
     tckd = _kl_rows(_binary_log_probs(t, labels), _binary_log_probs(s, labels))
     nckd = _kl_rows(_non_target_log_probs(t, labels), _non_target_log_probs(s, labels))
@@ -61,9 +69,10 @@ def dkd_loss(
     temperature: float,
     alpha: float = 1.0,
     beta: float = 8.0,
+    standardize: bool = False,
 ) -> torch.Tensor:
     """alpha * TCKD + beta * NCKD (Zhao et al., eq. 7); labels are class indices (B,)."""
-    parts = dkd_loss_parts(student_logits, teacher_logits, labels, temperature)
+    parts = dkd_loss_parts(student_logits, teacher_logits, labels, temperature, standardize)
     return alpha * parts["tckd"] + beta * parts["nckd"]
 
 
@@ -75,6 +84,8 @@ class DKDDistiller(TeacherDistiller):
     soft term; DKD's own alpha/beta (options ``tckd``/``nckd``) weigh TCKD and NCKD. The decoupled
     terms ramp up linearly over ``warmup`` epochs (mdistiller: 20 of 240).
     """
+
+    supports_logit_standardization = True
 
     def __init__(
         self,
@@ -93,7 +104,9 @@ class DKDDistiller(TeacherDistiller):
     def forward(self, batch: Batch):
         logits = self.student(batch.x)
         teacher_logits = self.teacher_logits(batch)
-        d = dkd_loss_parts(logits, teacher_logits, batch.y, self.temperature)
+        d = dkd_loss_parts(
+            logits, teacher_logits, batch.y, self.temperature, self.logit_standardization
+        )
         # epoch counts from 0; mdistiller's min(epoch / warmup, 1) counts from 1
         warm = min((self.epoch + 1) / self.warmup, 1.0) if self.warmup > 0 else 1.0
         w = (1.0 - self.alpha) * warm

@@ -7,6 +7,9 @@ confident *and* right: the hard-label share of an example is ``alpha + (1 - alph
 with ``q`` the teacher's probability of the true class; a teacher that is sure of the right answer
 gets the configured ``1 - alpha``, a teacher that is wrong gets (almost) nothing and the example
 falls back to its label.
+
+With ``distill.options.logit_standardization`` the soft term compares z-scored logits (Sun et
+al. 2024, :func:`kdlens.distill.losses.standardize_logits`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from kdlens.distill.distiller import (
     own_loss,
     register_distiller,
 )
-from kdlens.distill.losses import soft_kl, soft_targets
+from kdlens.distill.losses import soft_kl, soft_targets, standardize_logits
 from kdlens.errors import ConfigError
 
 
@@ -33,14 +36,20 @@ def kd_loss_parts(
     labels: torch.Tensor,
     temperature: float,
     alpha: float,
+    standardize: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The two weighted terms of the KD loss, keyed ``ce`` and ``kd``; their sum is the loss.
 
     ``labels`` are class indices (B,) or class distributions (B, K), e.g. from mixup.
     The soft term is multiplied by T^2 because its gradient scales as 1/T^2 (Hinton et al., §2):
     without it, raising T would silently shrink the teacher's share of the gradient.
+    ``standardize``: the soft term compares z-scored logits (Sun et al. 2024, T their base
+    temperature); the hard-label term keeps the raw ones.
     """
     ce = F.cross_entropy(student_logits, labels)
+    if standardize:
+        student_logits = standardize_logits(student_logits)
+        teacher_logits = standardize_logits(teacher_logits)
     kl = soft_kl(student_logits, teacher_logits, temperature)
     return {"ce": alpha * ce, "kd": (1.0 - alpha) * temperature**2 * kl}
 
@@ -51,9 +60,10 @@ def kd_loss(
     labels: torch.Tensor,
     temperature: float,
     alpha: float,
+    standardize: bool = False,
 ) -> torch.Tensor:
     """alpha * CE(labels, s) + (1 - alpha) * T^2 * KL(p_teacher^T || p_student^T)."""
-    parts = kd_loss_parts(student_logits, teacher_logits, labels, temperature, alpha)
+    parts = kd_loss_parts(student_logits, teacher_logits, labels, temperature, alpha, standardize)
     return parts["ce"] + parts["kd"]
 
 
@@ -79,12 +89,16 @@ def weighted_kd_loss_parts(
     labels: torch.Tensor,
     temperature: float,
     alpha: torch.Tensor,
+    standardize: bool = False,
 ) -> dict[str, torch.Tensor]:
     """KD with a per-example ``alpha`` (B,): mean of alpha_i CE_i and (1 - alpha_i) T^2 KL_i.
 
     With every alpha_i equal it is exactly :func:`kd_loss_parts`.
     """
     ce = F.cross_entropy(student_logits, labels, reduction="none")  # (B,)
+    if standardize:
+        student_logits = standardize_logits(student_logits)
+        teacher_logits = standardize_logits(teacher_logits)
     log_s = F.log_softmax(student_logits / temperature, dim=-1)
     log_t = F.log_softmax(teacher_logits / temperature, dim=-1)
     kl = (log_t.exp() * (log_t - log_s)).sum(-1)  # (B,)
@@ -99,6 +113,7 @@ class KDDistiller(TeacherDistiller):
     """Hinton et al. (2015): hard-label CE plus T^2-scaled KL to the teacher's soft targets."""
 
     honours_own_loss = True
+    supports_logit_standardization = True
 
     def __init__(
         self,
@@ -122,11 +137,16 @@ class KDDistiller(TeacherDistiller):
     ) -> dict[str, torch.Tensor]:
         """The weighted ``ce`` and ``kd`` terms; methods built on KD add their own terms."""
         if self.example_weighting == "confidence":
+            # The teacher's confidence is read from its raw logits, standardised or not.
             alpha = confidence_alpha(teacher_logits, batch.labels, self.alpha)
             return weighted_kd_loss_parts(
-                logits, teacher_logits, batch.labels, self.temperature, alpha
-            )
-        return kd_loss_parts(logits, teacher_logits, batch.labels, self.temperature, self.alpha)
+                logits, teacher_logits, batch.labels, self.temperature, alpha,
+                self.logit_standardization,
+            )  # fmt: skip
+        return kd_loss_parts(
+            logits, teacher_logits, batch.labels, self.temperature, self.alpha,
+            self.logit_standardization,
+        )  # fmt: skip
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         if has_own_loss(self.student):
