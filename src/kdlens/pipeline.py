@@ -181,8 +181,10 @@ def prepare(
         load_weights(teacher, config.teacher.checkpoint, num_classes=dataset.num_classes)
         ctx.models["teacher"] = teacher.eval()
     check_model_fits(teacher, "teacher", dataset, device)
-    build_distiller(config.distill, ctx.build(config.student), teacher, dataset.input_shape)
-    student_tensors(ctx)
+    transfer = student_tensors(ctx)
+    build_distiller(
+        config.distill, ctx.build(config.student), teacher, dataset.input_shape, len(transfer[1])
+    )
     return ctx
 
 
@@ -279,6 +281,7 @@ def train_students(ctx: RunContext) -> None:
         ctx.build(ctx.config.student),
         ctx.models["teacher"],
         ctx.dataset.input_shape,
+        num_examples=len(data[1]),
     )
     if ctx.config.distill.cache_teacher_logits and not is_augmenting(cfg.augment):
         loader = BatchLoader(*data, ctx.normalizer, EVAL_BATCH, device=ctx.device)
