@@ -31,7 +31,8 @@ def ctx(tmp_path_factory):
 def _distiller(ctx, method, **changes):
     config = ctx.config.distill.model_copy(update={"method": method, **changes})
     teacher, student = ctx.build(ctx.config.teacher), ctx.build(ctx.config.student)
-    return build_distiller(config, student, teacher, ctx.dataset.input_shape)
+    n = len(ctx.tensors("train")[1])
+    return build_distiller(config, student, teacher, ctx.dataset.input_shape, num_examples=n)
 
 
 def test_all_methods_are_registered():
@@ -95,7 +96,7 @@ def test_feature_methods_leave_no_hooks_behind(ctx):
     batch = next(iter(ctx.train_loader(ctx.config.student.train, 0)))
     d(batch)
     for model in (d.student, d.teacher):
-        assert all(not m._forward_hooks for m in model.modules())
+        assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 def test_hooks_capture_outputs_and_inputs_by_name():
