@@ -101,7 +101,7 @@ def ofd_bn(seed: int, channels: list[int]) -> list[tuple[torch.Tensor, torch.Ten
 # CRD: a small bank; one case where the whole-bank product is cheaper, one where gathering is.
 CRD_CASES = {
     "small_bank": {"num_examples": 40, "k": 16, "seed": 7},
-    "large_bank": {"num_examples": 300, "k": 16, "seed": 8},
+    "large_bank": {"num_examples": 400, "k": 16, "seed": 8},  # 400 > 4 * 4 * 17: gathered rows
 }
 CRD_DIMS = {"student": 6, "teacher": 10, "feat": 8, "temperature": 0.07, "momentum": 0.5}
 

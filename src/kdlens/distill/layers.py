@@ -123,18 +123,26 @@ def conv_stages(model: nn.Module, input_shape: tuple[int, ...]) -> list[Stage]:
     return stages
 
 
-def bn_feeding(model: nn.Module, input_shape: tuple[int, ...], layer: str) -> str | None:
-    """The BatchNorm2d whose output ``layer`` is: the layer itself, or, for ``"<relu>:input"``,
-    the last one run before that ReLU (projection shortcuts skipped)."""
+def bn_feeding(
+    model: nn.Module, input_shape: tuple[int, ...], layers: list[str]
+) -> list[str | None]:
+    """Per layer, the BatchNorm2d whose output it is: the layer itself, or, for ``"<relu>:input"``,
+    the last one run before that ReLU (projection shortcuts skipped); None if there is none."""
     modules = dict(model.named_modules())
-    name = layer.removesuffix(INPUT_SUFFIX)
-    if not layer.endswith(INPUT_SUFFIX):
-        return layer if isinstance(modules.get(name), nn.BatchNorm2d) else None
-    if not isinstance(modules.get(name), nn.ReLU):
-        return None
-    calls = trace(model, input_shape)
-    last = max((i for i, c in enumerate(calls) if c.name == name), default=None)
-    return None if last is None else _pre_relu(calls, last)[1]
+    calls = None
+    found: list[str | None] = []
+    for layer in layers:
+        name = layer.removesuffix(INPUT_SUFFIX)
+        if not layer.endswith(INPUT_SUFFIX):
+            found.append(layer if isinstance(modules.get(name), nn.BatchNorm2d) else None)
+            continue
+        if not isinstance(modules.get(name), nn.ReLU):
+            found.append(None)
+            continue
+        calls = calls if calls is not None else trace(model, input_shape)
+        last = max((i for i, c in enumerate(calls) if c.name == name), default=None)
+        found.append(None if last is None else _pre_relu(calls, last)[1])
+    return found
 
 
 def _as_list(names: str | list[str] | None) -> list[str] | None:

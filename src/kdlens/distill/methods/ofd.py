@@ -34,21 +34,37 @@ def ofd_margin(bn_weight: torch.Tensor, bn_bias: torch.Tensor) -> torch.Tensor:
     return margin.to(bn_weight.dtype)
 
 
+class _ClampedSquare(torch.autograd.Function):
+    """sum((max(x, lower) - target)^2), whose gradient is 2 (max(x, lower) - target) everywhere:
+    where x is clamped, lower == target and the residual is already 0. One saved tensor and one
+    multiplication backwards, instead of autograd's comparisons and masks."""
+
+    @staticmethod
+    def forward(ctx, x, lower, target):
+        residual = torch.maximum(x, lower).sub_(target)
+        ctx.save_for_backward(residual)
+        return residual.pow(2).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (residual,) = ctx.saved_tensors
+        return residual * (2 * grad), None, None
+
+
 def ofd_partial_l2(
     student: torch.Tensor, teacher: torch.Tensor, margin: torch.Tensor
 ) -> torch.Tensor:
     """Partial L2 (Heo et al., eq. 4), summed over channels and positions, averaged over examples.
 
-    No loss where the teacher is below the margin-shifted target and the student already is
-    (student <= max(teacher, margin) with teacher <= 0); ``margin`` is (C,).
+    Where the teacher is negative the target is max(teacher, margin) and only a student *above*
+    it is penalised; where the teacher is positive, any difference is. ``margin`` is (C,).
     """
     m = margin.view(1, -1, *[1] * (student.ndim - 2)).to(student)
-    loss = (
-        (student - m) ** 2 * ((student > m) & (teacher <= m))
-        + (student - teacher) ** 2 * ((student > teacher) & (teacher > m) & (teacher <= 0))
-        + (student - teacher) ** 2 * (teacher > 0)
-    )
-    return loss.mean(0).sum()
+    with torch.no_grad():  # the teacher's side is constant
+        target = torch.maximum(teacher, m)
+        # Below the target nothing counts where the teacher is negative: clamp the student there.
+        lower = torch.where(teacher > 0, float("-inf"), target)
+    return _ClampedSquare.apply(student, lower, target) / student.shape[0]
 
 
 def ofd_loss(
@@ -63,7 +79,9 @@ def ofd_loss(
     n = len(connected_students)
     total = 0.0
     for i, (s, t, m) in enumerate(zip(connected_students, teacher_features, margins, strict=True)):
-        t = F.adaptive_avg_pool2d(t, s.shape[-2:]).detach()
+        if t.shape[-2:] != s.shape[-2:]:
+            t = F.adaptive_avg_pool2d(t, s.shape[-2:])
+        t = t.detach()
         total = total + ofd_partial_l2(s, t, m) / 2 ** (n - i - 1)
     return total
 
@@ -105,8 +123,7 @@ class OFDDistiller(FeatureDistiller):
         require_maps(self.method, s_names + t_names, s_shapes + t_shapes)
         modules = dict(teacher.named_modules())
         margins = []
-        for name in t_names:
-            bn = bn_feeding(teacher, input_shape, name)
+        for name, bn in zip(t_names, bn_feeding(teacher, input_shape, t_names), strict=True):
             if bn is None:
                 raise ConfigError(
                     f"distill.options.ofd: teacher layer {name!r} is neither a BatchNorm2d nor the "
