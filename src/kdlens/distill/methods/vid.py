@@ -32,11 +32,13 @@ def vid_loss(
     """Mean Gaussian negative log-likelihood 0.5 (mu - t)^2 / var + 0.5 log var (Ahn et al., eq. 6).
 
     ``var = softplus(log_scale) + eps`` per channel; ``predicted_mean`` and ``teacher_feature`` are
-    (B, C, H, W) or (B, C).
+    (B, C, H, W) or (B, C). Every channel has as many entries, so the mean is taken per channel
+    first and the variance applied to C numbers, not to every entry.
     """
     var = F.softplus(log_scale) + eps  # (C,)
-    var = var.view(1, -1, *[1] * (predicted_mean.ndim - 2))
-    return (0.5 * ((predicted_mean - teacher_feature) ** 2 / var + torch.log(var))).mean()
+    dims = [0, *range(2, predicted_mean.ndim)]
+    squared = (predicted_mean - teacher_feature).pow(2).mean(dims)  # (C,)
+    return 0.5 * (squared / var + torch.log(var)).mean()
 
 
 def make_vid_regressor(c_in: int, c_out: int, maps: bool) -> nn.Module:
