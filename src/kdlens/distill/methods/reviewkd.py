@@ -134,7 +134,9 @@ class ReviewKDDistiller(FeatureDistiller):
         require_maps(self.method, s_names + t_names, s_shapes[:-1] + t_shapes[:-1])
         s_channels = [s[0] for s in s_shapes]
         t_channels = [t[0] for t in t_shapes]
-        mid = min(max_mid_channels, s_channels[-1])
+        # mdistiller: min(512, channels of the pooled last stage). The embedding kdlens takes may
+        # be wider than that stage (a hidden layer before the classifier): the stage decides.
+        mid = min(max_mid_channels, s_channels[-2])
         n = len(s_channels)
         device = next(student.parameters()).device
         self.abfs = nn.ModuleList(
