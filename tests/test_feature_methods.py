@@ -259,3 +259,10 @@ def test_reviewkd_warms_up_linearly():
     d.set_progress(3, 10)
     full = float(d(batch)["reviewkd"])
     assert first == pytest.approx(full / 4, rel=1e-4)
+
+
+def test_a_model_without_a_classifier_layer_is_refused_naming_the_option():
+    convs = nn.Sequential(nn.Conv2d(1, 10, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ConfigError, match=r"'crd' .* name distill.options.crd.student_layer") as e:
+        create_distiller("crd", convs, _cnn(), input_shape=DIGITS, num_examples=10)
+    assert "\n" not in str(e.value)

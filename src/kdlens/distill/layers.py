@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlens.distill.hooks import INPUT_SUFFIX
+from kdlens.distill.hooks import INPUT_SUFFIX, last_linear_input
 from kdlens.errors import ConfigError
 
 _POOLS = (
@@ -207,3 +207,15 @@ def require_maps(method: str, names: list[str], shapes: list[tuple[int, ...]]) -
                 f"distill.options.{method}: layer {name!r} gives shape {shape}, not a feature "
                 "map (C, H, W)"
             )
+
+
+def embedding_layer(method: str, role: str, model: nn.Module, option: str) -> str:
+    """``"<classifier>:input"``, the embedding entering the model's last ``nn.Linear``; one line
+    naming the method and the option to set when the model has none."""
+    try:
+        return last_linear_input(model)
+    except ConfigError:
+        raise ConfigError(
+            f"distill.method {method!r} takes the {role}'s embedding from the input of its last "
+            f"nn.Linear, and {type(model).__name__} has none; name distill.options.{method}.{option}"
+        ) from None

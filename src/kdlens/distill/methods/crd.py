@@ -23,7 +23,7 @@ from torch import nn
 from kdlens.data.loader import Batch
 from kdlens.distill.distiller import loss_dict, register_distiller
 from kdlens.distill.features import FeatureDistiller
-from kdlens.distill.hooks import last_linear_input
+from kdlens.distill.layers import embedding_layer
 from kdlens.errors import ConfigError
 
 
@@ -194,8 +194,8 @@ class CRDDistiller(FeatureDistiller):
         if nce_k < 1 or feat_dim < 1:
             raise ConfigError("distill.options.crd: nce_k and feat_dim must be 1 or more")
         # Default: the embeddings entering each model's classifier (the paper's penultimate layer).
-        teacher_layer = teacher_layer or last_linear_input(teacher)
-        student_layer = student_layer or last_linear_input(student)
+        teacher_layer = teacher_layer or embedding_layer("crd", "teacher", teacher, "teacher_layer")
+        student_layer = student_layer or embedding_layer("crd", "student", student, "student_layer")
         super().__init__(
             student, teacher, [teacher_layer], [student_layer], temperature, alpha,
             example_weighting,

@@ -18,8 +18,7 @@ from torch import nn
 from kdlens.data.loader import Batch
 from kdlens.distill.distiller import loss_dict, register_distiller
 from kdlens.distill.features import FeatureDistiller
-from kdlens.distill.hooks import last_linear_input
-from kdlens.distill.layers import paired_layers, require_maps
+from kdlens.distill.layers import embedding_layer, paired_layers, require_maps
 
 
 class ABF(nn.Module):
@@ -124,8 +123,8 @@ class ReviewKDDistiller(FeatureDistiller):
         super().__init__(
             student,
             teacher,
-            [*t_names, last_linear_input(teacher)],
-            [*s_names, last_linear_input(student)],
+            [*t_names, embedding_layer("reviewkd", "teacher", teacher, "teacher_layers")],
+            [*s_names, embedding_layer("reviewkd", "student", student, "student_layers")],
             temperature,
             alpha,
             example_weighting,

@@ -18,8 +18,7 @@ from torch import nn
 from kdlens.data.loader import Batch
 from kdlens.distill.distiller import loss_dict, register_distiller
 from kdlens.distill.features import FeatureDistiller, match_spatial
-from kdlens.distill.hooks import last_linear_input
-from kdlens.distill.layers import conv_stages, paired_layers
+from kdlens.distill.layers import conv_stages, embedding_layer, paired_layers
 from kdlens.errors import ConfigError
 
 
@@ -86,7 +85,8 @@ class VIDDistiller(FeatureDistiller):
         ):
             # No feature maps on one side (e.g. an MLP student): the embeddings entering the
             # classifiers, as the paper does for its MLPs.
-            student_layers, teacher_layers = last_linear_input(student), last_linear_input(teacher)
+            student_layers = embedding_layer("vid", "student", student, "student_layers")
+            teacher_layers = embedding_layer("vid", "teacher", teacher, "teacher_layers")
         s_names, t_names = paired_layers(
             self.method, student, teacher, input_shape, student_layers, teacher_layers
         )
