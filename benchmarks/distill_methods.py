@@ -68,7 +68,11 @@ def _student(ctx, name: str, overrides: list[str], seed: int) -> dict:
         distiller = Distiller(student)
     else:
         distiller = build_distiller(
-            config.distill, student, ctx.models["teacher"], ctx.dataset.input_shape
+            config.distill,
+            student,
+            ctx.models["teacher"],
+            ctx.dataset.input_shape,
+            num_examples=len(data[1]),
         )
         if config.distill.cache_teacher_logits and not is_augmenting(cfg.augment):
             loader = BatchLoader(*data, ctx.normalizer, EVAL_BATCH, device=ctx.device)

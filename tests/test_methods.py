@@ -31,7 +31,8 @@ def ctx(tmp_path_factory):
 def _distiller(ctx, method, **changes):
     config = ctx.config.distill.model_copy(update={"method": method, **changes})
     teacher, student = ctx.build(ctx.config.teacher), ctx.build(ctx.config.student)
-    return build_distiller(config, student, teacher, ctx.dataset.input_shape)
+    n = len(ctx.tensors("train")[1])
+    return build_distiller(config, student, teacher, ctx.dataset.input_shape, num_examples=n)
 
 
 def test_all_methods_are_registered():
@@ -167,7 +168,7 @@ def test_feature_methods_leave_no_hooks_behind(ctx):
     batch = next(iter(ctx.train_loader(ctx.config.student.train, 0)))
     d(batch)
     for model in (d.student, d.teacher):
-        assert all(not m._forward_hooks for m in model.modules())
+        assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 def test_hooks_capture_outputs_and_inputs_by_name():
@@ -247,3 +248,53 @@ def test_labels_are_unused_when_alpha_is_zero(ctx):
     a = d(batch)["loss"].detach()
     b = d(shuffled)["loss"].detach()
     assert float(a) == pytest.approx(float(b), rel=1e-6)
+
+
+# Students of every kind kdlens builds, on the smoke data (the teacher is the smoke config's cnn).
+STUDENTS = {
+    "mlp": {"model": "mlp", "model_args": {"hidden": [16]}},
+    "cnn": {"model": "cnn", "model_args": {"channels": [4, 8], "hidden": 16}},
+    "resnet": {"model": "resnet", "model_args": {"depth": 8, "channels": [4, 8, 8]}},
+    "soft_tree": {"model": "soft_tree", "model_args": {"depth": 2}},
+}
+# What each method does with each student when given no options (None: either way is fine).
+NAMED_LAYERS_ONLY = {"fitnets", "at"}  # no default layers
+MAPS_ONLY = {"nst", "kdsvd", "ofd", "reviewkd"}  # need the student's conv feature maps
+
+
+def _expect_works(method: str, student: str) -> bool | None:
+    known = {"kd", "dkd", "rkd", "crd", "vid"} | NAMED_LAYERS_ONLY | MAPS_ONLY
+    if method not in known:
+        return None
+    if student == "soft_tree":
+        return method == "kd"
+    if method in NAMED_LAYERS_ONLY:
+        return False
+    return not (student == "mlp" and method in MAPS_ONLY)
+
+
+@pytest.mark.parametrize("student", STUDENTS)
+@pytest.mark.parametrize("method", list_distillers())
+def test_every_method_trains_every_student_kind_or_refuses_in_one_line(ctx, method, student):
+    from kdlens.config import ModelSpec
+
+    spec = ModelSpec(**STUDENTS[student])
+    config = ctx.config.distill.model_copy(update={"method": method, "options": {}})
+    n = len(ctx.tensors("train")[1])
+    try:
+        d = build_distiller(
+            config, ctx.build(spec), ctx.build(ctx.config.teacher), ctx.dataset.input_shape, n
+        )
+        d.train()
+        out = d(next(iter(ctx.train_loader(ctx.config.student.train, 0))))
+        out["loss"].backward()
+        assert torch.isfinite(out["loss"])
+        works = True
+    except ConfigError as e:
+        message = str(e)
+        assert "\n" not in message and (
+            f"'{method}'" in message or f"distill.options.{method}" in message
+        ), message
+        works = False
+    expected = _expect_works(method, student)
+    assert expected is None or works == expected, (method, student, works)

@@ -12,7 +12,7 @@ from kdlens.distill.distiller import DISTILLERS, Distiller, has_own_loss
 from kdlens.errors import ConfigError
 
 # Filled by the pipeline, never by a user's options.
-_RESERVED = ("self", "student", "teacher", "input_shape")
+_RESERVED = ("self", "student", "teacher", "input_shape", "num_examples")
 
 
 def method_options(method: str) -> dict[str, Any]:
@@ -73,9 +73,17 @@ def check_logit_standardization(config: DistillConfig, factory, student: nn.Modu
 
 
 def build_distiller(
-    config: DistillConfig, student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...]
+    config: DistillConfig,
+    student: nn.Module,
+    teacher: nn.Module,
+    input_shape: tuple[int, ...],
+    num_examples: int | None = None,
 ) -> Distiller:
-    """The Distiller for ``config.method``, with its options, weighting and schedules applied."""
+    """The Distiller for ``config.method``, with its options, weighting and schedules applied.
+
+    ``num_examples`` is the size of the training tensors ``batch.index`` points into (CRD's
+    memory bank).
+    """
     check_options(config)
     method = config.method
     known = method_options(method)
@@ -96,6 +104,8 @@ def build_distiller(
         check_logit_standardization(config, factory, student)
     if "input_shape" in inspect.signature(factory).parameters:
         kwargs["input_shape"] = tuple(input_shape)
+    if "num_examples" in inspect.signature(factory).parameters:
+        kwargs["num_examples"] = num_examples
     distiller = factory(student=student, teacher=teacher, **kwargs)
     if config.logit_standardization:
         distiller.logit_standardization = True

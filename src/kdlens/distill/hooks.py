@@ -47,11 +47,22 @@ def capture(model: nn.Module, names: list[str]) -> Iterator[dict[str, torch.Tens
     handles = []
     for full in names:
         name, want_input = _split(full)
+        module = modules[name]
+        if want_input:
+            # Before the module runs: an in-place module (ReLU(inplace=True)) overwrites its input,
+            # so that input is cloned while it still holds the pre-activation.
+            inplace = getattr(module, "inplace", False)
 
-        def hook(_module, inputs, output, key=full, want_input=want_input):
-            store[key] = inputs[0] if want_input else output
+            def pre_hook(_module, inputs, key=full, inplace=inplace):
+                store[key] = inputs[0].clone() if inplace else inputs[0]
 
-        handles.append(modules[name].register_forward_hook(hook))
+            handles.append(module.register_forward_pre_hook(pre_hook))
+        else:
+
+            def hook(_module, _inputs, output, key=full):
+                store[key] = output
+
+            handles.append(module.register_forward_hook(hook))
     try:
         yield store
     finally:

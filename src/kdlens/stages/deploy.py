@@ -232,7 +232,11 @@ def _pruned_student(
         set_seed(seed)
         if finetune == "kd":
             distiller = build_distiller(
-                ctx.config.distill, model, ctx.models["teacher"], ctx.dataset.input_shape
+                ctx.config.distill,
+                model,
+                ctx.models["teacher"],
+                ctx.dataset.input_shape,
+                num_examples=len(ctx.student_data[1]),
             )
         else:
             distiller = Distiller(model)

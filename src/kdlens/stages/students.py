@@ -28,7 +28,11 @@ def run(ctx: RunContext) -> None:
 
     set_seed(seed)
     distiller = build_distiller(
-        ctx.config.distill, ctx.build(spec), ctx.models["teacher"], ctx.dataset.input_shape
+        ctx.config.distill,
+        ctx.build(spec),
+        ctx.models["teacher"],
+        ctx.dataset.input_shape,
+        num_examples=len(ctx.student_data[1]),
     )
     kd = ModelRecord(
         "kd",

@@ -24,11 +24,13 @@ def hint_loss(regressed_student: torch.Tensor, teacher_feature: torch.Tensor) ->
 
 
 def make_regressor(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> nn.Module:
-    """1x1 conv + BN for feature maps (as RepDistiller's ConvReg), a linear map for vectors."""
+    """1x1 conv + BN + ReLU for feature maps (RepDistiller's and mdistiller's ConvReg for maps of
+    one size; the ReLU matches post-ReLU hints), a linear map for vectors."""
     if len(student_shape) == 3 and len(teacher_shape) == 3:
         return nn.Sequential(
             nn.Conv2d(student_shape[0], teacher_shape[0], 1, bias=False),
             nn.BatchNorm2d(teacher_shape[0]),
+            nn.ReLU(),
         )
     if len(student_shape) == 3:
         raise ConfigError(
