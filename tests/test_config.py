@@ -44,7 +44,7 @@ def test_every_shipped_config_loads_and_builds(path, single_thread):
         models.append(model)
     if config.distill.method not in list_distillers():
         pytest.fail(f"{path.name}: method {config.distill.method!r} is not registered")
-    build_distiller(config.distill, models[1], models[0], shape)
+    build_distiller(config.distill, models[1], models[0], shape, num_examples=50_000)
 
 
 def test_default_yaml_is_the_default_config():

@@ -34,7 +34,7 @@ from kdlens.run import RunContext, RunFolder, load_weights, read_config
 from kdlens.run.context import EVAL_BATCH
 from kdlens.stages import STAGES
 from kdlens.tracking import TensorBoardLogger
-from kdlens.train import check_precision
+from kdlens.train import check_precision, config_values
 from kdlens.utils import resolve_device
 
 log = logging.getLogger("kdlens")
@@ -147,6 +147,22 @@ def _start(ctx: RunContext, overwrite: bool) -> None:
         ctx.split.save(folder.split)
         save_dataset_record(ctx.dataset, folder.dataset_record)
         folder.write_json(folder.normalization, ctx.normalizer.to_dict())
+
+
+def check_resume(folder: RunFolder, config: RunConfig) -> None:
+    """Refuse a config that changes what a finished stage was trained with, naming both."""
+    for stage, record in folder.finished_stages().items():
+        inputs = record.get("inputs", {}) if isinstance(record, dict) else {}
+        if not inputs:
+            continue
+        now = config_values(config, tuple(inputs))
+        for key, before in inputs.items():
+            if now.get(key) != before:
+                raise ConfigError(
+                    f"cannot resume {folder.path}: stage {stage!r} finished with {key}={before!r}; "
+                    f"{key}={now.get(key)!r} would change what it was trained with "
+                    "(start a new run with --out instead)"
+                )
 
 
 def run(
