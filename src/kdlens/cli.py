@@ -16,12 +16,15 @@ EXIT_USAGE = 2
 def _cmd_run(args: argparse.Namespace) -> int:
     from kdlens import distributed
     from kdlens.config import load_config
-    from kdlens.pipeline import resume_run, run
+    from kdlens.pipeline import resume_run, run, run_seeds
 
-    if args.resume and (args.config or args.out or args.overwrite):
+    if args.resume and (args.config or args.out or args.overwrite or args.seeds is not None):
         raise ConfigError(
-            "--resume continues a run with its own config and folder; drop --config/--out/--overwrite"
+            "--resume continues a run with its own config, folder and seeds; "
+            "drop --config/--out/--overwrite/--seeds"
         )
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
     if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
     try:
@@ -35,15 +38,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 if args.out
                 else Path("runs") / (Path(args.config).stem if args.config else "default")
             )
-            metrics = run(
-                config,
-                out,
-                overwrite=args.overwrite,
-                progress=not args.quiet,
-                tensorboard=args.tensorboard,
+            common = dict(
+                overwrite=args.overwrite, progress=not args.quiet, tensorboard=args.tensorboard
             )
+            if (args.seeds or 1) > 1:
+                metrics = run_seeds(config, out, args.seeds, **common)
+            else:
+                metrics = run(config, out, **common)
     finally:
         distributed.teardown()
+    if metrics and metrics.get("seeds"):  # a multi-seed folder's summary
+        _print_seeds(metrics, out)
+        return 0
     if metrics:  # empty on all but the main process under torchrun
         _print_summary(metrics)
         _print_deploy(metrics)
@@ -55,6 +61,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_seeds(summary: dict, out: Path) -> None:
+    from kdlens.report.words import seeds_lines, size_line
+
+    seeds = summary["seeds"]
+    cols = ["accuracy", "fidelity", "ece", "nll"]
+    width = max(12, *(len(name) + 1 for name in summary["models"]))
+    print(f"\n{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± std over seeds")
+    print(f"{'model':<{width}}" + "".join(f"{c:>20}" for c in cols))
+    for name, m in summary["models"].items():
+        cells = [
+            f"{m[c]['mean']:>11.4f} ± {m[c]['std']:.4f}"
+            if c in m and m[c].get("std") is not None
+            else f"{'-':>20}"
+            for c in cols
+        ]
+        print(f"{name:<{width}}" + "".join(cells))
+    print()
+    for line in seeds_lines(summary):
+        print(line)
+    ratios = summary.get("summary", {}).get("teacher_vs_student")
+    if ratios:
+        means = {k: v["mean"] for k, v in ratios.items() if isinstance(v, dict)}
+        line = size_line({"summary": {"teacher_vs_student": means}, "models": summary["records"]})
+        if line:
+            print(f"{line} (mean of {len(seeds)} seeds)")
+    print(f"\nrun folder: {out} (summary.json; one run folder per seed)")
+    if (out / "report.html").is_file():
+        print(f"report: {out / 'report.html'}")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from kdlens.report import report_run
 
@@ -64,6 +100,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_summary(metrics: dict) -> None:
+    from kdlens.report.words import verdict_lines
+
     cols = ["accuracy", "fidelity", "kl_to_teacher", "ece", "nll", "params", "train_seconds"]
     width = max(12, *(len(name) + 1 for name in metrics["models"]))
     print(f"\n{'model':<{width}}" + "".join(f"{c:>15}" for c in cols))
@@ -75,9 +113,11 @@ def _print_summary(metrics: dict) -> None:
                 f"{'-':>15}" if v is None else f"{v:>15,}" if isinstance(v, int) else f"{v:>15.4f}"
             )
         print(f"{name:<{width}}" + "".join(cells))
-    gap = metrics["summary"].get("gap_closed")
-    if gap is not None:
-        print(f"\ndistillation closed {100 * gap:.0f}% of the teacher-scratch accuracy gap")
+    lines = verdict_lines(metrics)
+    if lines:
+        print()
+        for line in lines:
+            print(line)
     print("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["timings"].items()))
 
 
@@ -105,6 +145,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _print_deploy(metrics: dict) -> None:
+    from kdlens.report.words import size_line
+
     models = {n: m for n, m in metrics["models"].items() if "size_bytes" in m}
     if not models:
         return
@@ -122,6 +164,9 @@ def _print_deploy(metrics: dict) -> None:
         f"(timings: medians of {clock} time, {threads} thread(s); "
         "FLOPs of int8 models are counted on their float graph)"
     )
+    line = size_line(metrics)
+    if line:
+        print(line)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -177,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one field, e.g. --set distill.temperature=4 (repeatable)",
     )
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="N complete runs with seeds seed..seed+N-1 into RUN_DIR/seed-<k>/, then a summary "
+        "across them (summary.json, report.html); default 1: one ordinary run folder",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument(
         "--tensorboard", action="store_true", help="write TensorBoard event files to RUN_DIR/tb/"
