@@ -13,6 +13,12 @@ from kdlens.errors import ConfigError, KdlensError
 EXIT_USAGE = 2
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal: tqdm redraws its bar with carriage returns, which a log
+    file or a pipe would keep as noise. Every other line kdlens prints is plain text."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from kdlens import distributed
     from kdlens.config import load_config
@@ -30,7 +36,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             out = Path(args.resume)
-            metrics = resume_run(out, args.set, progress=not args.quiet)
+            metrics = resume_run(out, args.set, progress=_progress(args))
         else:
             config = load_config(args.config, args.set)
             out = (
@@ -39,7 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 else Path("runs") / (Path(args.config).stem if args.config else "default")
             )
             common = dict(
-                overwrite=args.overwrite, progress=not args.quiet, tensorboard=args.tensorboard
+                overwrite=args.overwrite, progress=_progress(args), tensorboard=args.tensorboard
             )
             if (args.seeds or 1) > 1:
                 metrics = run_seeds(config, out, args.seeds, **common)
@@ -123,7 +129,7 @@ def _print_summary(metrics: dict) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from kdlens.sweep import parse_grid, run_sweep
-    from kdlens.sweep.runner import csv_rows
+    from kdlens.sweep.runner import MODELS, csv_rows
 
     document = run_sweep(
         args.config,
@@ -131,10 +137,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         args.seeds,
         args.out,
         overrides=args.set,
-        progress=not args.quiet,
+        progress=_progress(args),
     )
     keys = list(document["grid"])
-    print("\n" + "".join(f"{k:>24}" for k in keys) + f"{'accuracy':>20}{'fidelity':>20}")
+    shown = MODELS[0]  # csv_rows' unprefixed columns: the distilled student's
+    print(
+        "\n"
+        + "".join(f"{k:>24}" for k in keys)
+        + "".join(f"{shown + ' ' + metric:>22}" for metric in ("accuracy", "fidelity"))
+        + f"   (mean ± std over {len(document['seeds'])} seeds)"
+    )
     for row in csv_rows(document):
         cells = "".join(f"{str(row[k]):>24}" for k in keys)
         for metric in ("accuracy", "fidelity"):
@@ -186,9 +198,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from kdlens.deploy.onnx_export import export_run_model
+    from kdlens.deploy.export import export_run_model
 
     r = export_run_model(args.run_dir, args.model, args.format)
+    if "quantization" in r:
+        _print_int8_export(r, args)
+        return 0
     pt, ort = r["pytorch"], r["onnxruntime"]
     print(f"wrote {Path(args.run_dir) / r['file']} ({r['size_bytes']:,} bytes)")
     print(
@@ -200,6 +215,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"{label:<14}{t['latency_ms_b1']:>18.3f}{t['throughput_b256']:>26,.0f}")
     print(f"(medians of {pt.get('clock', 'wall')} time, {pt['threads']} thread(s))")
     return 0
+
+
+def _print_int8_export(r: dict, args: argparse.Namespace) -> None:
+    how = {
+        "onnxruntime-dynamic-int8": f"ONNX Runtime dynamic int8 of {r['source']}",
+        "onnxruntime-static-int8": "ONNX Runtime static int8, written by the run's deploy stage",
+    }[r["quantization"]]
+    path = Path(args.run_dir) / r["file"]
+    verb = "wrote" if r["agreement_with_pytorch_int8"] is not None else "int8 ONNX model:"
+    print(f"{verb} {path} ({r['size_bytes']:,} bytes): {how}")
+    agree = f"predictions on {r['n_checked']} test examples: "
+    if r["agreement_with_pytorch_int8"] is not None:
+        agree += f"{r['agreement_with_pytorch_int8']:.1%} agree with the PyTorch int8 model, "
+    print(agree + f"{r['agreement_with_fp32']:.1%} with the fp32 model {r['source']}")
+    rows = [
+        (f"{r['source']} (fp32)", "onnxruntime", r["fp32"]["size_bytes"], r["fp32"]["onnxruntime"]),
+        (f"{args.model} (int8)", "onnxruntime", r["size_bytes"], r["onnxruntime"]),
+    ]
+    if r.get("pytorch_int8"):
+        rows.append((f"{args.model} (int8)", "pytorch", None, r["pytorch_int8"]))
+    print(
+        f"{'model':<24}{'runtime':<14}{'ONNX size (KB)':>16}{'latency b1 (ms)':>18}{'ex/s at b256':>16}"
+    )
+    for label, runtime, size, t in rows:
+        kb = f"{size / 1024:>16,.1f}" if size is not None else f"{'-':>16}"
+        print(
+            f"{label:<24}{runtime:<14}{kb}{t['latency_ms_b1']:>18.3f}{t['throughput_b256']:>16,.0f}"
+        )
+    t = r["onnxruntime"]
+    print(f"(medians of {t.get('clock', 'wall')} time, {t['threads']} thread(s))")
 
 
 def build_parser() -> argparse.ArgumentParser:
