@@ -43,7 +43,7 @@ def main() -> None:
             (Path(tmp) / "t.safetensors").write_bytes(save(logits))
         times.append((time.perf_counter() - start, time.process_time() - cpu))
     doc = {
-        "run": str(args.run_dir),
+        "run": Path(args.run_dir).name,
         "n_test": len(y),
         "verdicts": list(out["verdicts"]),
         "in_run_s": run.metrics["timings"].get("verdicts"),
