@@ -53,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 metrics = run(config, out, **common)
     finally:
         distributed.teardown()
-    if metrics and metrics.get("seeds"):  # a multi-seed folder's summary
+    if metrics and isinstance(metrics.get("seeds"), list):  # a multi-seed folder's summary
         _print_seeds(metrics, out)
         return 0
     if metrics:  # empty on all but the main process under torchrun
