@@ -28,6 +28,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _gap_closed(gap: dict) -> float | None:
+    """The point estimate (kd - scratch) / (teacher - scratch) whenever the gap is positive; the
+    run's own ``value`` is null unless the gap is significant (see gap_verdict)."""
+    return (gap["kd_accuracy"] - gap["scratch_accuracy"]) / gap["gap"] if gap["gap"] > 0 else None
+
+
 def run_seed(args: argparse.Namespace, seed: int) -> dict:
     """The default arms for one seed, plus the augmented-student arms with the same teacher."""
     out = Path(args.out)
@@ -44,7 +50,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     record = {
         "seed": seed,
         "arms": arms,
-        "gap_closed": base["summary"]["gap_closed"],
+        "gap_closed": _gap_closed(base["summary"]["gap_closed"]),
+        "gap_verdict": base["summary"]["gap_closed"],
         "run_seconds": base["timings"]["total"],
         "environment": base["environment"],
     }

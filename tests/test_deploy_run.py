@@ -88,7 +88,7 @@ def test_export_parity_on_the_smoke_run(smoke_run, tmp_path, capsys):
     ("args", "named"),
     [
         (["--model", "nope"], "'nope'"),
-        (["--model", "kd_int8"], "'kd_int8'"),  # packed int8 kernels have no ONNX export
+        (["--model", "tree_kd"], "'tree_kd'"),  # a scikit-learn surrogate: no torch weights
     ],
 )
 def test_export_bad_model_is_one_line_exit_2(smoke_run, tmp_path, capsys, args, named):

@@ -85,6 +85,6 @@ def test_cli_sweep(tmp_path, capsys):
         args += ["--set", f]
     assert main([*args, "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "±" in printed and "sweep.csv" in printed
+    assert "±" in printed and "sweep.csv" in printed and "kd accuracy" in printed
     assert len(json.loads((out / "sweep.json").read_text())["cells"][0]["runs"]) == 1
     assert main(["sweep", str(SMOKE), "--grid", "distill.alpah=1", "--out", str(out)]) == 2

@@ -13,21 +13,30 @@ from kdlens.errors import ConfigError, KdlensError
 EXIT_USAGE = 2
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal: tqdm redraws its bar with carriage returns, which a log
+    file or a pipe would keep as noise. Every other line kdlens prints is plain text."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from kdlens import distributed
     from kdlens.config import load_config
-    from kdlens.pipeline import resume_run, run
+    from kdlens.pipeline import resume_run, run, run_seeds
 
-    if args.resume and (args.config or args.out or args.overwrite):
+    if args.resume and (args.config or args.out or args.overwrite or args.seeds is not None):
         raise ConfigError(
-            "--resume continues a run with its own config and folder; drop --config/--out/--overwrite"
+            "--resume continues a run with its own config, folder and seeds; "
+            "drop --config/--out/--overwrite/--seeds"
         )
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
     if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
     try:
         if args.resume:
             out = Path(args.resume)
-            metrics = resume_run(out, args.set, progress=not args.quiet)
+            metrics = resume_run(out, args.set, progress=_progress(args))
         else:
             config = load_config(args.config, args.set)
             out = (
@@ -35,15 +44,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 if args.out
                 else Path("runs") / (Path(args.config).stem if args.config else "default")
             )
-            metrics = run(
-                config,
-                out,
-                overwrite=args.overwrite,
-                progress=not args.quiet,
-                tensorboard=args.tensorboard,
+            common = dict(
+                overwrite=args.overwrite, progress=_progress(args), tensorboard=args.tensorboard
             )
+            if (args.seeds or 1) > 1:
+                metrics = run_seeds(config, out, args.seeds, **common)
+            else:
+                metrics = run(config, out, **common)
     finally:
         distributed.teardown()
+    if metrics and isinstance(metrics.get("seeds"), list):  # a multi-seed folder's summary
+        _print_seeds(metrics, out)
+        return 0
     if metrics:  # empty on all but the main process under torchrun
         _print_summary(metrics)
         _print_deploy(metrics)
@@ -55,6 +67,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_seeds(summary: dict, out: Path) -> None:
+    from kdlens.report.words import seeds_lines, size_line
+
+    seeds = summary["seeds"]
+    cols = ["accuracy", "fidelity", "ece", "nll"]
+    width = max(12, *(len(name) + 1 for name in summary["models"]))
+    print(f"\n{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± std over seeds")
+    print(f"{'model':<{width}}" + "".join(f"{c:>20}" for c in cols))
+    for name, m in summary["models"].items():
+        cells = [
+            f"{m[c]['mean']:>11.4f} ± {m[c]['std']:.4f}"
+            if c in m and m[c].get("std") is not None
+            else f"{'-':>20}"
+            for c in cols
+        ]
+        print(f"{name:<{width}}" + "".join(cells))
+    print()
+    for line in seeds_lines(summary):
+        print(line)
+    ratios = summary.get("summary", {}).get("teacher_vs_student")
+    if ratios:
+        means = {k: v["mean"] for k, v in ratios.items() if isinstance(v, dict)}
+        line = size_line({"summary": {"teacher_vs_student": means}, "models": summary["records"]})
+        if line:
+            print(f"{line} (mean of {len(seeds)} seeds)")
+    print(f"\nrun folder: {out} (summary.json; one run folder per seed)")
+    if (out / "report.html").is_file():
+        print(f"report: {out / 'report.html'}")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from kdlens.report import report_run
 
@@ -64,6 +106,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_summary(metrics: dict) -> None:
+    from kdlens.report.words import verdict_lines
+
     cols = ["accuracy", "fidelity", "kl_to_teacher", "ece", "nll", "params", "train_seconds"]
     width = max(12, *(len(name) + 1 for name in metrics["models"]))
     print(f"\n{'model':<{width}}" + "".join(f"{c:>15}" for c in cols))
@@ -75,15 +119,17 @@ def _print_summary(metrics: dict) -> None:
                 f"{'-':>15}" if v is None else f"{v:>15,}" if isinstance(v, int) else f"{v:>15.4f}"
             )
         print(f"{name:<{width}}" + "".join(cells))
-    gap = metrics["summary"].get("gap_closed")
-    if gap is not None:
-        print(f"\ndistillation closed {100 * gap:.0f}% of the teacher-scratch accuracy gap")
+    lines = verdict_lines(metrics)
+    if lines:
+        print()
+        for line in lines:
+            print(line)
     print("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["timings"].items()))
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from kdlens.sweep import parse_grid, run_sweep
-    from kdlens.sweep.runner import csv_rows
+    from kdlens.sweep.runner import MODELS, csv_rows
 
     document = run_sweep(
         args.config,
@@ -91,10 +137,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         args.seeds,
         args.out,
         overrides=args.set,
-        progress=not args.quiet,
+        progress=_progress(args),
     )
     keys = list(document["grid"])
-    print("\n" + "".join(f"{k:>24}" for k in keys) + f"{'accuracy':>20}{'fidelity':>20}")
+    shown = MODELS[0]  # csv_rows' unprefixed columns: the distilled student's
+    print(
+        "\n"
+        + "".join(f"{k:>24}" for k in keys)
+        + "".join(f"{shown + ' ' + metric:>22}" for metric in ("accuracy", "fidelity"))
+        + f"   (mean ± std over {len(document['seeds'])} seeds)"
+    )
     for row in csv_rows(document):
         cells = "".join(f"{str(row[k]):>24}" for k in keys)
         for metric in ("accuracy", "fidelity"):
@@ -105,6 +157,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _print_deploy(metrics: dict) -> None:
+    from kdlens.report.words import size_line
+
     models = {n: m for n, m in metrics["models"].items() if "size_bytes" in m}
     if not models:
         return
@@ -122,6 +176,9 @@ def _print_deploy(metrics: dict) -> None:
         f"(timings: medians of {clock} time, {threads} thread(s); "
         "FLOPs of int8 models are counted on their float graph)"
     )
+    line = size_line(metrics)
+    if line:
+        print(line)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -141,9 +198,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from kdlens.deploy.onnx_export import export_run_model
+    from kdlens.deploy.export import export_run_model
 
     r = export_run_model(args.run_dir, args.model, args.format)
+    if "quantization" in r:
+        _print_int8_export(r, args)
+        return 0
     pt, ort = r["pytorch"], r["onnxruntime"]
     print(f"wrote {Path(args.run_dir) / r['file']} ({r['size_bytes']:,} bytes)")
     print(
@@ -155,6 +215,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"{label:<14}{t['latency_ms_b1']:>18.3f}{t['throughput_b256']:>26,.0f}")
     print(f"(medians of {pt.get('clock', 'wall')} time, {pt['threads']} thread(s))")
     return 0
+
+
+def _print_int8_export(r: dict, args: argparse.Namespace) -> None:
+    how = {
+        "onnxruntime-dynamic-int8": f"ONNX Runtime dynamic int8 of {r['source']}",
+        "onnxruntime-static-int8": "ONNX Runtime static int8, written by the run's deploy stage",
+    }[r["quantization"]]
+    path = Path(args.run_dir) / r["file"]
+    verb = "wrote" if r["agreement_with_pytorch_int8"] is not None else "int8 ONNX model:"
+    print(f"{verb} {path} ({r['size_bytes']:,} bytes): {how}")
+    agree = f"predictions on {r['n_checked']} test examples: "
+    if r["agreement_with_pytorch_int8"] is not None:
+        agree += f"{r['agreement_with_pytorch_int8']:.1%} agree with the PyTorch int8 model, "
+    print(agree + f"{r['agreement_with_fp32']:.1%} with the fp32 model {r['source']}")
+    rows = [
+        (f"{r['source']} (fp32)", "onnxruntime", r["fp32"]["size_bytes"], r["fp32"]["onnxruntime"]),
+        (f"{args.model} (int8)", "onnxruntime", r["size_bytes"], r["onnxruntime"]),
+    ]
+    if r.get("pytorch_int8"):
+        rows.append((f"{args.model} (int8)", "pytorch", None, r["pytorch_int8"]))
+    print(
+        f"{'model':<24}{'runtime':<14}{'ONNX size (KB)':>16}{'latency b1 (ms)':>18}{'ex/s at b256':>16}"
+    )
+    for label, runtime, size, t in rows:
+        kb = f"{size / 1024:>16,.1f}" if size is not None else f"{'-':>16}"
+        print(
+            f"{label:<24}{runtime:<14}{kb}{t['latency_ms_b1']:>18.3f}{t['throughput_b256']:>16,.0f}"
+        )
+    t = r["onnxruntime"]
+    print(f"(medians of {t.get('clock', 'wall')} time, {t['threads']} thread(s))")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one field, e.g. --set distill.temperature=4 (repeatable)",
     )
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="N complete runs with seeds seed..seed+N-1 into RUN_DIR/seed-<k>/, then a summary "
+        "across them (summary.json, report.html); default 1: one ordinary run folder",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument(
         "--tensorboard", action="store_true", help="write TensorBoard event files to RUN_DIR/tb/"

@@ -9,10 +9,12 @@ finished stages were trained with, before the folder changes.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,9 +31,11 @@ from kdlens.data import (
 )
 from kdlens.distill import build_distiller
 from kdlens.distill.transfer import student_tensors, teacher_tensors
-from kdlens.errors import ConfigError, KdlensError
-from kdlens.run import RunContext, RunFolder, load_weights, read_config
+from kdlens.errors import CheckpointError, ConfigError, KdlensError
+from kdlens.evaluate.seeds import SeedRun, summarize_seeds
+from kdlens.run import RunContext, RunFolder, load_run, load_weights, read_config
 from kdlens.run.context import EVAL_BATCH
+from kdlens.run.folder import SEEDS_KIND
 from kdlens.stages import STAGES
 from kdlens.tracking import TensorBoardLogger
 from kdlens.train import check_precision, config_values
@@ -39,7 +43,16 @@ from kdlens.utils import resolve_device
 
 log = logging.getLogger("kdlens")
 
-__all__ = ["EVAL_BATCH", "RunContext", "check_model_fits", "prepare", "resume_run", "run"]
+__all__ = [
+    "EVAL_BATCH",
+    "RunContext",
+    "check_model_fits",
+    "prepare",
+    "resume_run",
+    "resume_seeds",
+    "run",
+    "run_seeds",
+]
 
 
 def check_model_fits(model: nn.Module, role: str, dataset: Dataset, device: torch.device) -> None:
@@ -186,7 +199,18 @@ def run(
     """
     total = time.perf_counter()
     ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress, resume=resume)
-    folder = ctx.folder
+    return _walk(ctx, overwrite, tensorboard, only, total)
+
+
+def _walk(
+    ctx: RunContext,
+    overwrite: bool,
+    tensorboard: bool,
+    only: tuple[str, ...] | None,
+    total: float,
+) -> dict[str, Any]:
+    """Start (or continue) the prepared run's folder and walk the stages; see :func:`run`."""
+    config, resume, folder = ctx.config, ctx.resume, ctx.folder
     with folder.locked():
         # Checked again under the lock: another process may have written the folder meanwhile.
         if resume:
@@ -229,6 +253,117 @@ def resume_run(
     folder = RunFolder(run_dir, write=False)
     if not folder.path.is_dir() or not folder.is_run():
         raise KdlensError(f"cannot resume {folder.path}: it is not a kdlens run folder")
+    if folder.is_seeds():
+        return resume_seeds(folder.path, overrides, progress)
     config = read_config(folder, overrides)
     check_resume(folder, config)  # before the data is loaded: the cheapest refusal first
     return run(config, folder.path, progress=progress, resume=True)
+
+
+# -- several seeds ------------------------------------------------------------------------------
+
+
+def run_seeds(
+    config: RunConfig,
+    out_dir: str | Path,
+    seeds: int,
+    overwrite: bool = False,
+    progress: bool = False,
+    tensorboard: bool = False,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """``kdlens run --seeds N``: N complete runs (teacher, split and students each) with seeds
+    ``config.seed + k`` into ``out_dir/seed-<k>/``, then ``summary.json`` and ``report.html`` at
+    ``out_dir`` (see :func:`kdlens.evaluate.seeds.summarize_seeds`); returns the summary.
+
+    ``resume=True`` continues a multi-seed folder: finished seeds (those with a metrics.json) are
+    read, not rerun; an interrupted one is resumed; the summary is written anew. Under torchrun
+    every process runs every seed and the main one returns the summary, the others ``{}``.
+    """
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 (got {seeds})")
+    total = time.perf_counter()
+    main = not distributed.launched() or int(os.environ.get("RANK", "0")) == 0
+    folder = RunFolder(out_dir, write=main)
+    configs = [config.model_copy(update={"seed": config.seed + k}) for k in range(seeds)]
+    first, first_start = None, time.perf_counter()
+    if not resume:
+        if folder.write:
+            folder.check_target(overwrite)
+        # Every input error surfaces before the folder is written: seed 0 checks the config.
+        first = prepare(configs[0], folder.seed_folder(0).path, overwrite=True, progress=progress)
+    with folder.locked():
+        if resume:
+            if not folder.is_seeds():
+                raise KdlensError(f"cannot resume {folder.path}: it is not a multi-seed folder")
+        elif folder.write:
+            folder.check_target(overwrite)
+            folder.start(config.model_dump(mode="json"), kind=SEEDS_KIND, seeds=seeds)
+        if folder.write:
+            save_config(config, folder.config)  # on resume: with any --set applied
+        for k, cfg in enumerate(configs):
+            seed_folder = folder.seed_folder(k)
+            if seed_folder.metrics.is_file():
+                log.info(
+                    "seed %d (%s) finished earlier: read, not rerun", cfg.seed, seed_folder.path
+                )
+                continue
+            log.info("seed %d (%d of %d): %s", cfg.seed, k + 1, seeds, seed_folder.path)
+            if first is not None and k == 0:
+                _walk(first, True, tensorboard, None, first_start)
+                first = None
+                continue
+            started = seed_folder.path.is_dir() and seed_folder.is_run()
+            run(
+                cfg,
+                seed_folder.path,
+                overwrite=not started,
+                progress=progress,
+                tensorboard=tensorboard,
+                resume=started,
+            )
+        if not folder.write:
+            return {}
+        summary = summarize_seeds(
+            [_read_seed(folder, k, cfg.seed) for k, cfg in enumerate(configs)]
+        )
+        summary["timings"] = {"total": time.perf_counter() - total}
+        folder.write_json(folder.summary, summary)
+        from kdlens.report.seeds import render_seeds_html
+
+        title = f"kdlens report: {folder.path.resolve().name} ({seeds} seeds)"
+        folder.write_bytes(folder.report, render_seeds_html(summary, title).encode("utf-8"))
+        return summary
+
+
+def resume_seeds(
+    run_dir: str | Path, overrides: list[str] | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Continue the multi-seed folder ``run_dir`` (see :func:`run_seeds`); returns its summary."""
+    folder = RunFolder(run_dir, write=False)
+    seeds = folder.read_marker().get("seeds")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise CheckpointError(f"{folder.marker} does not say how many seeds the run has")
+    config = read_config(folder, overrides)
+    return run_seeds(config, folder.path, seeds, progress=progress, resume=True)
+
+
+def _read_seed(folder: RunFolder, k: int, seed: int) -> SeedRun:
+    """What a finished seed saved: metrics, and the test split's ids, labels and logits."""
+    from safetensors.torch import load_file
+
+    seed_folder = folder.seed_folder(k)
+    reopened = load_run(seed_folder.path, need_metrics=True)
+    logits = {}
+    if seed_folder.test_logits.is_file():
+        logits = load_file(str(seed_folder.test_logits))
+    report = seed_folder.report
+    return SeedRun(
+        seed=seed,
+        folder=folder.relative(seed_folder.path),
+        metrics=reopened.metrics,
+        test_ids=np.asarray(reopened.split.test, np.int64),
+        y=reopened.tensors("test")[1],
+        logits=logits,
+        report=folder.relative(report) if report.is_file() else None,
+    )

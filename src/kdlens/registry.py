@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -25,8 +26,7 @@ class Registry(Generic[T]):
             if name in self._factories:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._factories[name] = factory
-            doc = (factory.__doc__ or "").strip().splitlines()
-            self._help[name] = help or (doc[0] if doc else "")
+            self._help[name] = help or plain_text(first_paragraph(factory.__doc__ or ""))
             return factory
 
         return decorator
@@ -49,3 +49,15 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._factories
+
+
+def first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph on one line: what ``kdlens list`` shows for an entry."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def plain_text(text: str) -> str:
+    """reST inline markup removed: ``x``, `x` and :role:`x` become x (descriptions are read in a
+    terminal, not rendered)."""
+    text = re.sub(r":[\w.-]+:`~?([^`]*)`", r"\1", text)
+    return re.sub(r"`+([^`]*)`+", r"\1", text)

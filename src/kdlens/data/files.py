@@ -19,7 +19,9 @@ from kdlens.data.registry import register_source
 from kdlens.errors import DataError
 
 
-@register_source("npz", help="<file> your data: arrays x (N, ...) and y (N,) in a numpy .npz file")
+@register_source(
+    "npz", help="<file> Your data as arrays x (N, ...) and y (N,) in a numpy .npz file."
+)
 def load_npz(path: str | Path) -> Dataset:
     p = Path(path).expanduser()
     name = f"npz:{path}"

@@ -33,7 +33,7 @@ def _datasets():
     return datasets
 
 
-@register_source("hf", help="<folder> a Hugging Face datasets folder (save_to_disk)")
+@register_source("hf", help="<folder> A Hugging Face datasets folder written by save_to_disk.")
 def load_hf_dataset(
     path: str,
     target: str | None = None,

@@ -28,7 +28,10 @@ GREY_MODES = ("1", "L", "LA", "I", "F")  # and "I;16" and its byte orders
 _BAD_IMAGE = (OSError, ValueError, SyntaxError, EOFError)
 
 
-@register_source("imagefolder", help="<folder> your images: one subfolder per class (ImageFolder)")
+@register_source(
+    "imagefolder",
+    help="<folder> Your images, one subfolder per class (as torchvision's ImageFolder).",
+)
 def load_image_folder(
     path: str,
     image_size: Sequence[int] | None = None,

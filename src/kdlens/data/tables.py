@@ -35,7 +35,7 @@ def _pandas():
     return pandas
 
 
-@register_source("csv", help="<file> your table: data.target names the label column")
+@register_source("csv", help="<file> Your table as CSV; data.target names the label column.")
 def load_csv(
     path: str,
     target: str | None = None,
@@ -52,7 +52,9 @@ def load_csv(
     return table_dataset(frame, f"csv:{path}", target, text, impute, drop_columns)
 
 
-@register_source("parquet", help="<file> your table as Parquet: data.target names the label column")
+@register_source(
+    "parquet", help="<file> Your table as Parquet; data.target names the label column."
+)
 def load_parquet(
     path: str,
     target: str | None = None,

@@ -68,6 +68,6 @@ def _make_loader(name: str):
 
 
 for _name, (_cls, _folder) in _SOURCES.items():
-    register_dataset(_name, help=f"torchvision {_cls} (needs data.root or data.download)")(
-        _make_loader(_name)
-    )
+    register_dataset(
+        _name, help=f"The torchvision {_cls} dataset (needs data.root or data.download)."
+    )(_make_loader(_name))

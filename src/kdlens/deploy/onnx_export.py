@@ -38,13 +38,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, name:
     if len(x) < 2:
         x = x.repeat(2, *([1] * (x.ndim - 1)))
     batch = torch.export.Dim("batch", min=1)
-    chatter = io.StringIO()  # the exporter prints and logs its progress; library code stays quiet
     try:
-        with (
-            contextlib.redirect_stdout(chatter),
-            contextlib.redirect_stderr(chatter),
-            _no_info_logs(),
-        ):
+        with quiet():  # the exporter prints and logs its progress
             torch.onnx.export(
                 model,
                 (x,),
@@ -66,6 +61,15 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, name:
             f"model {name!r} cannot be exported to ONNX ({type(e).__name__}: {first})"
         ) from None
     return path
+
+
+@contextlib.contextmanager
+def quiet():
+    """Swallow what the exporter and ONNX Runtime's quantizer print and log: library code stays
+    quiet, the CLI prints."""
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter), _no_info_logs():
+        yield
 
 
 @contextlib.contextmanager
@@ -158,39 +162,3 @@ def _speed(
 ) -> dict[str, Any]:
     s = measure_speed(predict, x, warmup, min_run_time, threads, clock)
     return {k: s[k] for k in ("latency_ms_b1", "throughput_b256", "threads", "clock")}
-
-
-def export_run_model(run_dir: str | Path, name: str = "kd", fmt: str = "onnx") -> dict[str, Any]:
-    """``kdlens export``: ``RUN_DIR/export/NAME.onnx``, checked on the test split; the check and
-    both runtimes' timings go to ``export/NAME.json`` and to ``metrics.json`` under ``onnx``."""
-    from kdlens.run import load_run
-
-    if fmt != "onnx":
-        raise ExportError(f"unknown export format {fmt!r}; supported: onnx")
-    run = load_run(run_dir)
-    record = run.records.get(name)
-    if record is not None and record.format == "onnx":
-        raise ExportError(f"model {name!r} is already an ONNX model: {run.path / record.weights}")
-    model = run.load_model(name)
-    x_test = run.normalizer(run.tensors("test")[0])
-    cfg = run.config.deploy
-    folder = run.folder
-    folder.write = True
-    with folder.locked():
-        record = export_and_check(
-            model,
-            name,
-            x_test,
-            folder.export,
-            cfg.timing_warmup,
-            cfg.timing_seconds,
-            cfg.timing_threads or torch.get_num_threads(),
-            cfg.timing_clock,
-        )
-        folder.write_json(folder.export / f"{name}.json", record)
-        if folder.metrics.is_file():
-            metrics = folder.read_json(folder.metrics)
-            if name in metrics.get("models", {}):
-                metrics["models"][name]["onnx"] = record
-                folder.write_json(folder.metrics, metrics)
-    return record

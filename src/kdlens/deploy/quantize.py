@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 # How int8 weights are stored and rebuilt belongs to the run folder; quantizing is deploy's.
+from kdlens.deploy.onnx_export import quiet
 from kdlens.weights import (  # noqa: F401  (re-exported)
     load_dynamic_int8,
     quantize_dynamic_int8,
@@ -63,13 +64,38 @@ def quantize_onnx_static(
     with tempfile.TemporaryDirectory() as tmp:
         # Shape inference and graph clean-up first, as ONNX Runtime's quantizer asks.
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared))
-        quantize_static(
-            str(prepared),
-            str(out_path),
-            _Calibration(input_name, calibration.float().cpu()),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
+        with quiet():
+            quant_pre_process(str(fp32_path), str(prepared))
+            quantize_static(
+                str(prepared),
+                str(out_path),
+                _Calibration(input_name, calibration.float().cpu()),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+
+
+def quantize_onnx_dynamic(fp32_path: str | Path, out_path: str | Path) -> None:
+    """Dynamic int8 ONNX model from an fp32 one: int8 weights, activations quantized per batch.
+
+    The ONNX twin of PyTorch's dynamic quantization (what a linear-only student's int8 copy is):
+    per-tensor symmetric int8 weights, uint8 activations whose range is taken from each batch.
+    No calibration data.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        with quiet():
+            quant_pre_process(str(fp32_path), str(prepared))
+            quantize_dynamic(
+                str(prepared),
+                str(out_path),
+                weight_type=QuantType.QInt8,
+                per_channel=False,  # as PyTorch's dynamic int8 Linear
+                reduce_range=False,
+            )

@@ -37,37 +37,37 @@ class ModelSource:
 SOURCES: dict[str, ModelSource] = {
     "torchvision": ModelSource(
         "torchvision:<name>",
-        "any torchvision classifier, e.g. torchvision:resnet18; model_args.weights: a file or enum",
+        "Any torchvision classifier, e.g. torchvision:resnet18; model_args.weights names a file or enum.",
         "kdlens.models.torchvision_models",
         "torchvision_model",
     ),
     "timm": ModelSource(
         "timm:<name>",
-        "any timm model, e.g. timm:resnet18; model_args.pretrained: true reads the local cache",
+        "Any timm model, e.g. timm:resnet18; model_args.pretrained: true reads the local cache.",
         "kdlens.models.timm_models",
         "timm_model",
     ),
     "hf": ModelSource(
         "hf:<folder>",
-        "a transformers image or text classifier saved with save_pretrained",
+        "A transformers image or text classifier saved with save_pretrained.",
         "kdlens.models.hf_models",
         "hf_model",
     ),
     "sklearn": ModelSource(
         "sklearn:<file>",
-        "a fitted scikit-learn classifier (.skops; .joblib/.pkl with trust_pickle) as a teacher",
+        "A fitted scikit-learn classifier as a teacher (.skops; .joblib/.pkl with trust_pickle).",
         "kdlens.models.sklearn_models",
         "sklearn_model",
     ),
     "logits": ModelSource(
         "logits:<file>",
-        "a teacher known only by its outputs: (N, K) logits or probabilities, .npy/.safetensors",
+        "A teacher known only by its outputs: (N, K) logits or probabilities in .npy/.safetensors.",
         "kdlens.models.logits_teacher",
         "logits_model",
     ),
     "import": ModelSource(
         "import:<module>:<function>",
-        "your factory f(input_shape, num_classes, **kw) -> nn.Module (found from the current folder)",
+        "Your factory f(input_shape, num_classes, **kw) -> nn.Module, found from the current folder.",
         "kdlens.models.imported",
         "imported_model",
     ),

@@ -64,8 +64,10 @@ def resnet(
     depth: int = 20,
     channels: list[int] = (16, 32, 64),
 ) -> CifarResNet:
-    """ResNet-``depth`` with stage widths ``channels``; RepDistiller's resnet8x4 is
-    ``depth=8, channels=[32, 64, 128, 256]`` (a wider stem first, then three stages)."""
+    """A CIFAR-style ResNet (He et al. 2016) with ``depth`` layers and stage widths ``channels``.
+
+    RepDistiller's resnet8x4 is ``depth=8, channels=[32, 64, 128, 256]`` (a wider stem first,
+    then three stages)."""
     require_image("resnet", input_shape)
     if depth < 8 or (depth - 2) % 6:
         raise ConfigError(

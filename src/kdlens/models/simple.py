@@ -64,7 +64,8 @@ def cnn(
     hidden: int = 128,
     dropout: float = 0.0,
 ) -> ConvNet:
-    """A small conv net: one conv block per entry of ``channels``, each halving the resolution."""
+    """A small conv net: one conv block per entry of ``channels`` (each halving the
+    resolution), then a hidden layer and the classifier."""
     require_image("cnn", input_shape)
     channels = positive_widths("cnn", "channels", channels)
     (hidden,) = positive_widths("cnn", "hidden", [hidden])

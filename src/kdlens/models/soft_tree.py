@@ -185,7 +185,8 @@ def soft_tree(
     penalty: float = 0.1,
     learn_beta: bool = True,
 ) -> SoftDecisionTree:
-    """Frosst & Hinton soft decision tree of ``depth`` levels of inner nodes (2^depth leaves)."""
+    """A soft decision tree (Frosst & Hinton 2017) with ``depth`` levels of inner nodes and
+    2^depth leaves."""
     if not 1 <= depth <= 12:
         raise ConfigError(f"model 'soft_tree': depth must be between 1 and 12, got {depth}")
     if penalty < 0:

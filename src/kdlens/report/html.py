@@ -118,11 +118,8 @@ def render_html(
             "more of the teacher's soft targets and evidence, and a lower deletion AUC means the "
             "model's own attributions are more faithful."
         ),
-        table(
-            ["model"] + [c[1] for c in SUMMARY_COLUMNS],
-            [[n] + [_get(m, key) for key, _ in SUMMARY_COLUMNS] for n, m in models.items()],
-        ),
-        _gap_sentence(metrics),
+        summary_table(models, metrics.get("summary", {}).get("verdicts", {})),
+        _verdict_paragraph(metrics),
         "<h2>Dark knowledge: the teacher's soft targets</h2>",
         how(
             "Row j shows how the teacher spreads probability over classes for test examples of "
@@ -216,11 +213,57 @@ def render_html(
     return "\n".join(p for p in parts if p)
 
 
-def _gap_sentence(metrics: dict[str, Any]) -> str:
-    gap = metrics.get("summary", {}).get("gap_closed")
-    if gap is None:
+VERDICT_COLUMNS = ["vs", "difference (95% CI)", "p", "conclusion"]
+
+
+def summary_table(models: dict[str, Any], verdicts: dict[str, Any]) -> str:
+    """One row per model; models judged against a twin get the verdict columns filled."""
+    header = ["model"] + [c[1] for c in SUMMARY_COLUMNS]
+    if verdicts:
+        header += VERDICT_COLUMNS
+    rows = []
+    for name, m in models.items():
+        row = [name] + [_get(m, key) for key, _ in SUMMARY_COLUMNS]
+        if verdicts:
+            row += _verdict_cells(verdicts.get(name))
+        rows.append(row)
+    return table(header, rows)
+
+
+def _verdict_cells(v: dict[str, Any] | None) -> list[Any]:
+    from kdlens.evaluate.verdicts import format_p
+
+    if v is None:
+        return [None] * len(VERDICT_COLUMNS)
+    diff = f"{100 * v['accuracy_difference']:+.1f} points"
+    if v.get("ci95"):
+        lo, hi = v["ci95"]
+        diff += f" ({100 * lo:+.1f} to {100 * hi:+.1f})"
+    return [
+        v["vs"],
+        diff,
+        format_p(v["p_value"]).removeprefix("p = ").removeprefix("p "),
+        v["conclusion"],
+    ]
+
+
+def _verdict_paragraph(metrics: dict[str, Any]) -> str:
+    from kdlens.report.words import verdict_lines
+
+    lines = verdict_lines(metrics)
+    if not lines:
         return ""
-    return f"<p>Distillation closed {100 * gap:.0f}% of the teacher–scratch accuracy gap.</p>"
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    return (
+        how(
+            "Each model with a twin (the distilled student's hard-label twin, a readable "
+            "student's, a deployed model's source) is judged against it on the same test "
+            "examples: the accuracy difference in points with a paired bootstrap 95% interval, "
+            "McNemar's exact test on the examples only one of the two gets right, and the "
+            "conclusion at the 5% level."
+        )
+        + f"<ul>{items}</ul>"
+    )
 
 
 def _similar_pairs(explain: dict[str, Any], n: int = 5) -> str:

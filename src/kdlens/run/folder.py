@@ -15,6 +15,13 @@ No other module spells a run file's name: they ask a :class:`RunFolder`. Layout:
                              (<stage>.state.pt) and finished-stage records (<stage>.done.json)
     cache/                   teacher logits over un-augmented training data
     explain.json, test_logits.safetensors, figures/, readable/, report.html, tb/, export/
+
+A multi-seed folder (``kdlens run --seeds N``) is a kdlens folder too, of marker kind "seeds"::
+
+    .kdlens-run.json, .kdlens.lock   marker (kind "seeds", the number of seeds) and lock
+    config.yaml                      the config of seed 0; seed k runs with seed + k
+    seed-<k>/                        one ordinary run folder per seed
+    summary.json, report.html        every metric across seeds, the verdicts across seeds
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ CACHE = "cache"
 FIGURES = "figures"
 READABLE = "readable"
 EXPORT = "export"
+SUMMARY = "summary.json"
+SEED_FOLDER = "seed-{}"
+RUN_KIND, SEEDS_KIND = "run", "seeds"  # the marker's "kind": one run, or several seeds of one
 TENSORBOARD = "tb"
 FLOAT_SUFFIX = ".safetensors"
 INT8_SUFFIX = ".pt"  # a student after PyTorch dynamic int8 quantization (torch.save state dict)
@@ -160,6 +170,15 @@ class RunFolder:
     def readable_results(self) -> Path:
         return self.readable / "readable.json"
 
+    @property
+    def summary(self) -> Path:
+        """A multi-seed folder's summary across its seeds."""
+        return self.path / SUMMARY
+
+    def seed_folder(self, k: int) -> RunFolder:
+        """The run folder of a multi-seed folder's ``k``-th seed (counted from 0)."""
+        return RunFolder(self.path / SEED_FOLDER.format(k), write=self.write)
+
     def weights(self, model: str, int8: bool = False) -> Path:
         return self.checkpoints / f"{model}{INT8_SUFFIX if int8 else FLOAT_SUFFIX}"
 
@@ -183,6 +202,25 @@ class RunFolder:
     def is_run(self) -> bool:
         """A kdlens run folder: it has the marker (or, from kdlens 0.1, a config and a split)."""
         return self.marker.is_file() or (self.config.is_file() and self.split.is_file())
+
+    def kind(self) -> str | None:
+        """``"run"``, ``"seeds"`` (a multi-seed folder) or None (not a kdlens folder)."""
+        if not self.is_run():
+            return None
+        if not self.marker.is_file():
+            return RUN_KIND  # kdlens 0.1 wrote no marker, and no multi-seed folders
+        try:
+            marker = read_json_file(self.marker)
+        except (OSError, ValueError):
+            return RUN_KIND  # a corrupt marker is reported by whatever reads the run next
+        return (
+            SEEDS_KIND
+            if isinstance(marker, dict) and marker.get("kind") == SEEDS_KIND
+            else RUN_KIND
+        )
+
+    def is_seeds(self) -> bool:
+        return self.kind() == SEEDS_KIND
 
     def is_fresh(self) -> bool:
         """A run that began but produced nothing yet (killed before its first stage finished)."""
@@ -226,9 +264,16 @@ class RunFolder:
         if not parent.is_dir() or not writable(parent):
             raise OutputError(f"output folder {p} is not writable")
 
-    def start(self, config_dict: dict[str, Any], command: list[str] | None = None) -> None:
+    def start(
+        self,
+        config_dict: dict[str, Any],
+        command: list[str] | None = None,
+        kind: str = RUN_KIND,
+        **extra: Any,
+    ) -> None:
         """Empty the folder (a kdlens run folder or a fresh one; the lock is kept) and write the
-        marker first, so a kill at any later moment leaves a folder kdlens recognises."""
+        marker first, so a kill at any later moment leaves a folder kdlens recognises.
+        ``kind``: "run", or "seeds" for a multi-seed folder (``extra``: its number of seeds)."""
         if not self.write:
             return
         for entry in list(self.path.iterdir()):
@@ -246,10 +291,13 @@ class RunFolder:
                 "kdlens": kdlens.__version__,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "command": list(sys.argv if command is None else command),
+                "kind": kind,
+                **extra,
                 "config": config_dict,
             },
         )
-        self.make_dirs()
+        if kind == RUN_KIND:
+            self.make_dirs()
 
     def make_dirs(self) -> None:
         if not self.write:

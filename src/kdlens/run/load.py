@@ -123,6 +123,11 @@ def load_run(run_dir: str | Path, need_metrics: bool = False) -> Run:
         raise KdlensError(f"run folder not found: {path}")
     if not folder.is_run():
         raise KdlensError(f"{path} is not a kdlens run folder")
+    if folder.is_seeds():
+        raise KdlensError(
+            f"{path} holds several seeds, each a run folder: give one of them, e.g. "
+            f"{folder.seed_folder(0).path}"
+        )
     for needed in (folder.config, folder.split, folder.normalization):
         if not needed.is_file():
             raise KdlensError(

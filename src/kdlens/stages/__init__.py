@@ -6,8 +6,17 @@ the main process under torchrun (they train nothing); the others run in every pr
 models they train use every process, and only the main process writes files.
 """
 
-from kdlens.stages import deploy, evaluate, omitted, readable, report, students, teacher
+from kdlens.stages import (
+    deploy,
+    evaluate,
+    omitted,
+    readable,
+    report,
+    students,
+    teacher,
+    verdicts,
+)
 
-STAGES = (teacher, students, evaluate, readable, omitted, deploy, report)
+STAGES = (teacher, students, evaluate, readable, omitted, deploy, verdicts, report)
 
 __all__ = ["STAGES"]
