@@ -60,10 +60,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_summary(metrics)
         _print_deploy(metrics)
         print(f"\nrun folder: {out}")
-        if (out / "report.html").is_file():
-            print(f"report: {out / 'report.html'}")
+        from kdlens.run.folder import RunFolder
+
+        folder = RunFolder(out)
+        if folder.report.is_file():
+            print(f"report: {folder.report}")
         if args.tensorboard:
-            print(f"tensorboard: tensorboard --logdir {out / 'tb'}")
+            print(f"tensorboard: tensorboard --logdir {folder.tensorboard}")
     return 0
 
 
@@ -93,8 +96,10 @@ def _print_seeds(summary: dict, out: Path) -> None:
         if line:
             print(f"{line} (mean of {len(seeds)} seeds)")
     print(f"\nrun folder: {out} (summary.json; one run folder per seed)")
-    if (out / "report.html").is_file():
-        print(f"report: {out / 'report.html'}")
+    from kdlens.run.folder import RunFolder
+
+    if RunFolder(out).report.is_file():
+        print(f"report: {RunFolder(out).report}")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -40,7 +40,7 @@ def export_int8(run, name: str) -> dict[str, Any]:
     threads = cfg.timing_threads or torch.get_num_threads()
     x = run.normalizer(run.tensors("test")[0])
     fp32 = run.load_model(source)
-    final = folder.export / f"{name}.onnx"
+    final = folder.onnx(name)
 
     def speed(predict) -> dict[str, Any]:
         s = measure_speed(

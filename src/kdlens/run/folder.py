@@ -182,6 +182,9 @@ class RunFolder:
     def weights(self, model: str, int8: bool = False) -> Path:
         return self.checkpoints / f"{model}{INT8_SUFFIX if int8 else FLOAT_SUFFIX}"
 
+    def onnx(self, model: str) -> Path:
+        return self.export / f"{model}.onnx"
+
     def state(self, stage: str) -> Path:
         return self.checkpoints / f"{stage}.state.pt"
 

@@ -276,7 +276,7 @@ def _quantize_all(ctx: RunContext, artifacts: dict[str, Artifact], student: str)
             save_dynamic_int8(q, file)
             art = Artifact(name, lambda x, q=q: q(x), file, float_model)
         else:
-            file = ctx.folder.export / f"{name}.onnx"
+            file = ctx.folder.onnx(name)
             with tempfile.TemporaryDirectory() as tmp:
                 fp32 = export_onnx(float_model, x_cal, Path(tmp) / f"{source}.onnx", source)
                 quantize_onnx_static(fp32, file, x_cal)
