@@ -72,7 +72,9 @@ def _build(ctx: RunContext, spec: ModelSpec, role: str) -> nn.Module:
     cannot build it."""
     try:
         if role == "teacher" and spec.checkpoint:
-            bare = create_bare(spec.model, spec.model_args, ctx.dataset, ctx.normalizer)
+            bare = create_bare(
+                spec.model, spec.model_args, ctx.dataset, ctx.normalizer, spec.preprocess.resize
+            )
             load_weights(bare, spec.checkpoint, num_classes=ctx.dataset.num_classes)
             return ctx.build(spec, role, bare=bare)
         return ctx.build(spec, role)

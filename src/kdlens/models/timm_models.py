@@ -3,7 +3,8 @@
 ``model_args.pretrained: true`` reads weights from the local cache only: timm would download
 them (from the Hugging Face Hub, or a URL into torch's hub folder), so kdlens looks for the file
 itself where timm would have put it and hands timm that file. Offline without it, one line names
-the cache folder. Other ``model_args`` go to ``timm.create_model`` (e.g. ``img_size``,
+the cache folder. ``model_args.pretrained_cfg_overlay: {file: PATH}`` (timm's own way) names a
+local weights file instead, e.g. one downloaded elsewhere. Other ``model_args`` go to ``timm.create_model`` (e.g. ``img_size``,
 ``patch_size``, ``drop_rate``); ``cache_dir`` moves the cache as it does in timm.
 """
 
@@ -44,10 +45,16 @@ def timm_model(
         raise ConfigError(f"{where}: timm has no model {arch!r}{hint}")
     if pretrained:
         # timm loads this file instead of fetching: "file" outranks the Hub and URLs.
-        kwargs["pretrained_cfg_overlay"] = {
-            "file": str(cached_weights(timm, name, cache_dir)),
-            "source": None,
-        }
+        overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+        if overlay.get("file"):
+            if not Path(overlay["file"]).is_file():
+                raise CheckpointError(
+                    f"{where}: pretrained weights file {overlay['file']} not found "
+                    "(model_args.pretrained_cfg_overlay.file)"
+                )
+        else:
+            overlay["file"] = str(cached_weights(timm, name, cache_dir))
+        kwargs["pretrained_cfg_overlay"] = {**overlay, "source": None}
     try:
         return timm.create_model(
             name,

@@ -9,6 +9,7 @@ module from a run folder.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -42,11 +43,19 @@ def run_arguments(model_name: str, dataset: Dataset, normalizer: Normalizer) -> 
 
 
 def create_bare(
-    model_name: str, model_args: dict[str, Any], dataset: Dataset, normalizer: Normalizer
+    model_name: str,
+    model_args: dict[str, Any],
+    dataset: Dataset,
+    normalizer: Normalizer,
+    resize: Sequence[int] | None = None,
 ) -> nn.Module:
-    """The model without its preprocessing (a checkpoint is loaded into this one)."""
+    """The model without its preprocessing (a checkpoint is loaded into this one), built for
+    the data's input shape, or for images resized to ``resize`` on the way in."""
     extra = run_arguments(model_name, dataset, normalizer)
-    return create_model(model_name, dataset.input_shape, dataset.num_classes, **model_args, **extra)
+    shape = dataset.input_shape
+    if resize is not None and len(shape) == 3:
+        shape = (shape[0], *resize)
+    return create_model(model_name, shape, dataset.num_classes, **model_args, **extra)
 
 
 def with_preprocess(
@@ -78,8 +87,10 @@ def architecture(spec: ModelSpec, model: nn.Module) -> dict[str, Any]:
 
 def build_from_spec(spec: dict[str, Any], dataset: Dataset, normalizer: Normalizer) -> nn.Module:
     """A fresh model of a record's ``spec`` (see :func:`architecture`)."""
-    model = create_bare(spec["model"], spec.get("model_args", {}), dataset, normalizer)
-    return wrap(model, spec.get("preprocess"), normalizer.mean, normalizer.std)
+    resolved = spec.get("preprocess")
+    resize = resolved.get("resize") if resolved else None
+    model = create_bare(spec["model"], spec.get("model_args", {}), dataset, normalizer, resize)
+    return wrap(model, resolved, normalizer.mean, normalizer.std)
 
 
 def is_loaded(spec: ModelSpec) -> bool:

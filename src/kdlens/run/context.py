@@ -114,7 +114,7 @@ class RunContext:
         model of ``spec`` to wrap instead."""
         ds, norm = self.dataset, self.normalizer
         if bare is None:
-            bare = create_bare(spec.model, spec.model_args, ds, norm)
+            bare = create_bare(spec.model, spec.model_args, ds, norm, spec.preprocess.resize)
         return with_preprocess(bare, spec, role, ds, norm).to(self.device)
 
     def add_model(self, record: ModelRecord, model: nn.Module | None = None) -> None:
