@@ -10,7 +10,9 @@ local weights file instead, e.g. one downloaded elsewhere. Other ``model_args`` 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -56,18 +58,31 @@ def timm_model(
             overlay["file"] = str(cached_weights(timm, name, cache_dir))
         kwargs["pretrained_cfg_overlay"] = {**overlay, "source": None}
     try:
-        return timm.create_model(
-            name,
-            pretrained=bool(pretrained),
-            num_classes=num_classes,
-            in_chans=input_shape[0],
-            **kwargs,
-        )
+        with quiet_logger("timm"):
+            return timm.create_model(
+                name,
+                pretrained=bool(pretrained),
+                num_classes=num_classes,
+                in_chans=input_shape[0],
+                **kwargs,
+            )
     except TypeError as e:  # a model_args key the model does not take
         raise ConfigError(f"{where}: {first_line(e)}") from None
     except (RuntimeError, OSError, ValueError, AssertionError, KeyError) as e:
         error = CheckpointError if pretrained else ConfigError
         raise error(f"{where}: {first_line(e)}") from None
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str):
+    """timm logs each weight file it loads at INFO; the run's own log line says what loaded."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def cached_weights(timm, name: str, cache_dir: str | None = None) -> Path:

@@ -64,11 +64,14 @@ def with_preprocess(
     """``model`` wrapped in ``spec.preprocess`` (itself when the model takes the run's input)."""
     where = f"{role}.preprocess"
     if not spec.preprocess.is_identity:
-        if source_of(spec.model) in FIXED_SOURCES:
-            raise ConfigError(
-                f"{where} does not apply to {source_of(spec.model)}: models (they get the raw "
-                "features they were fitted on, or answer by row)"
+        source = source_of(spec.model)
+        if source in FIXED_SOURCES:
+            why = (
+                "it gets the raw features it was fitted on"
+                if source == "sklearn"
+                else "it answers by dataset row"
             )
+            raise ConfigError(f"{where} does not apply to a {source}: model ({why})")
         if dataset.kind == "text":
             raise ConfigError(f"{where} does not apply to text: models get token ids")
     resolved = resolve_preprocess(

@@ -84,18 +84,17 @@ def check_loaded_teacher(ctx, teacher: nn.Module) -> dict[str, Any]:
     logits = compute_logits(teacher, loader)  # (N, K): evaluate/ sits above run/, so by hand
     acc = float((logits.argmax(1) == loader.y).float().mean())
     k = ctx.dataset.num_classes
-    found = {
-        "loaded_val_accuracy": acc,
-        "chance": 1.0 / k,
-        "preprocess": preprocessing_of(teacher),
-    }
+    preprocess = preprocessing_of(teacher)
+    if ctx.dataset.kind == "text":  # token ids of its own tokenizer, never standardised
+        preprocess = {"normalize": "none", "resize": None, "tokenizer": spec.model}
+    found = {"loaded_val_accuracy": acc, "chance": 1.0 / k, "preprocess": preprocess}
     if acc >= WEAK / k or spec.accept_weak:
         return found
     inner = unwrap(teacher)
     if isinstance(inner, LogitsTeacher):
-        hint = "are its rows in the dataset's order, one per example?"
+        hint = "check that its rows follow the dataset's order, one per example"
     elif isinstance(inner, SklearnTeacher):
-        hint = "was it fitted on these features, encoded as kdlens encodes them?"
+        hint = "check that it was fitted on these features, encoded as kdlens encodes them"
     else:
         normalize = (preprocessing_of(teacher) or {}).get("normalize", "fit")
         hint = (

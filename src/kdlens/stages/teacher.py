@@ -71,6 +71,8 @@ def describe_preprocess(resolved) -> str:
     if resolved is None:
         return "none: saved outputs"
     text = f"normalize {resolved.get('normalize')}"
+    if resolved.get("tokenizer"):
+        text = f"token ids of {resolved['tokenizer']}'s tokenizer"
     if resolved.get("resize"):
         text += f", resize {resolved['resize'][0]}x{resolved['resize'][1]}"
     return text
