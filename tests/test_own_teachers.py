@@ -384,6 +384,11 @@ def test_a_student_with_its_own_preprocessing_is_rebuilt_from_the_run_folder(tmp
     assert reopened.records["kd"].spec["preprocess"]["resize"] == [12, 12]
     kd = reopened.load_model("kd")
     assert isinstance(kd, Preprocess)
+    # The weights file is the bare model's: it loads into the student architecture at 12x12.
+    from kdlens.weights import load_weights
+
+    bare = create_model("mlp", (1, 12, 12), 10, hidden=[32])
+    load_weights(bare, tmp_path / "run" / reopened.records["kd"].weights)
     loader = reopened.loader("test")
     assert accuracy(compute_logits(kd, loader), loader.y) == pytest.approx(
         metrics["models"]["kd"]["accuracy"]
@@ -430,3 +435,25 @@ def test_timm_pretrained_weights_from_a_local_file(tmp_path):
             pretrained=True,
             pretrained_cfg_overlay={"file": str(tmp_path / "none.safetensors")},
         )
+
+
+def test_a_wrapped_models_weights_are_its_own():
+    """A run's weights file loads into the bare model (another run's teacher.checkpoint) and back;
+    inner models whose own keys start with ``model.`` (transformers) too."""
+    inner = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    outer = nn.Module()
+    outer.model = inner  # keys "model.0.weight", ...
+    x = torch.rand(8, 4)
+    norm = Normalizer.fit(x)
+    resolved = {"normalize": "none", "mean": None, "std": None, "resize": None}
+    wrapped = Preprocess(outer, norm.mean, norm.std, resolved)
+    assert list(wrapped.state_dict()) == list(outer.state_dict())
+    fresh = nn.Module()
+    fresh.model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    again = Preprocess(fresh, norm.mean, norm.std, resolved)
+    again.load_state_dict(wrapped.state_dict())
+    assert torch.equal(again.model.model[0].weight, inner[0].weight)
+    holder = nn.Module()
+    holder.student = again  # nested, as in a Distiller
+    assert "student.model.0.weight" in holder.state_dict()
+    holder.load_state_dict(holder.state_dict())

@@ -32,7 +32,9 @@ class Preprocess(nn.Module):
     run's standardisation of the input: ``x * run_std + run_mean``.
 
     ``mean``/``std`` None leave the raw values (images in [0, 1], tables in their units). The
-    statistics are buffers that are not saved: the record's ``preprocess`` says them.
+    statistics are buffers that are not saved: the record's ``preprocess`` says them. The state
+    dict is the model's own (no ``model.`` prefix), so a run's weights file loads into the bare
+    model, e.g. as another run's ``teacher.checkpoint``.
     """
 
     def __init__(
@@ -54,6 +56,8 @@ class Preprocess(nn.Module):
             self.register_buffer("mean", _stat(mean, shape), persistent=False)
             self.register_buffer("std", _stat(std, shape), persistent=False)
         self.resize = tuple(resolved["resize"]) if resolved.get("resize") else None
+        self.register_state_dict_post_hook(_drop_prefix)
+        self.register_load_state_dict_pre_hook(_add_prefix)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raw = x * self.run_std + self.run_mean  # what the data held: (B, C, H, W) or (B, D)
@@ -65,6 +69,18 @@ class Preprocess(nn.Module):
         if self.normalize:
             raw = (raw - self.mean) / self.std
         return self.model(raw)
+
+
+def _drop_prefix(module, state_dict, prefix, local_metadata) -> None:
+    inner = prefix + "model."
+    for key in [k for k in state_dict if k.startswith(inner)]:
+        state_dict[prefix + key[len(inner) :]] = state_dict.pop(key)
+
+
+def _add_prefix(module, state_dict, prefix, *args) -> None:
+    # Every key under this module is the inner model's (the wrapper saves nothing of its own).
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        state_dict[prefix + "model." + key[len(prefix) :]] = state_dict.pop(key)
 
 
 def _stat(values: Sequence[float], shape: torch.Size) -> torch.Tensor:
