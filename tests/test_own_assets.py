@@ -354,3 +354,7 @@ def test_text_datasets_folder_with_a_transformers_teacher(tmp_path, text_assets)
     assert isinstance(explain["dark_knowledge"]["examples"][0]["input"], str)  # the text itself
     normalization = json.loads((tmp_path / "text" / "normalization.json").read_text())
     assert set(normalization["mean"]) == {0.0} and set(normalization["std"]) == {1.0}
+    # Reopened, the texts are tokenized again by the teacher's tokenizer and the models rebuilt.
+    assert main(["report", str(tmp_path / "text")]) == 0
+    again = json.loads((tmp_path / "text" / "explain.json").read_text())
+    assert again["dark_knowledge"]["matrices"] == explain["dark_knowledge"]["matrices"]
