@@ -457,3 +457,22 @@ def test_a_wrapped_models_weights_are_its_own():
     holder.student = again  # nested, as in a Distiller
     assert "student.model.0.weight" in holder.state_dict()
     holder.load_state_dict(holder.state_dict())
+
+
+def test_teacher_and_student_see_the_same_augmented_example_each_as_it_expects():
+    from kdlens.config import AugmentConfig
+    from kdlens.distill import create_distiller
+
+    x = torch.rand(16, 1, 6, 6)
+    norm = Normalizer.fit(x)
+    teacher, _, _ = wrapped({"normalize": "none", "resize": [8, 8]}, x, Seen())
+    student = Seen()
+    kd = create_distiller("kd", student, teacher, temperature=2.0, alpha=0.0)
+    augment = AugmentConfig(shift=1, flip=True)
+    batch = next(iter(BatchLoader(x, torch.zeros(16, dtype=torch.long), norm, 8, augment=augment)))
+    kd(batch)
+    raw = batch.x * norm.std + norm.mean  # the augmented example, as the data held it
+    assert not torch.allclose(raw, x[:8])  # it was augmented
+    resized = nn.functional.interpolate(raw, size=(8, 8), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(teacher.model.x, resized)  # raw pixels at its own size
+    torch.testing.assert_close(student.x, batch.x)  # the run's standardisation
