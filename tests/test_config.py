@@ -47,17 +47,47 @@ def test_every_shipped_config_loads_and_builds(path, single_thread):
     build_distiller(config.distill, models[1], models[0], shape, num_examples=50_000)
 
 
-def test_default_yaml_is_the_default_config():
-    shipped = load_config(next(p for p in CONFIGS if p.name == "default.yaml"))
-    assert shipped == RunConfig()
+def test_default_yaml_is_the_packaged_recipe_and_hintons_mnist_setup():
+    from kdlens.config import default_config_path
 
-
-def test_default_run_is_hintons_mnist_setup():
-    c = RunConfig()
+    root = next(p for p in CONFIGS if p.name == "default.yaml")
+    packaged = default_config_path()  # what `kdlens run` without --config reads, installed or not
+    assert packaged.read_bytes() == root.read_bytes()
+    c = load_config(packaged)
     assert c.data.name == "mnist5k"
     assert c.teacher.model == "cnn" and c.teacher.train.augment.shift == 2
+    assert c.teacher.train.augment.mixup > 0
     assert c.student.model == "mlp" and c.student.train.augment.shift == 0
     assert c.distill.temperature >= 10 and c.distill.alpha <= 0.1
+
+
+def test_code_defaults_are_neutral():
+    c = RunConfig()
+    for train in (c.teacher.train, c.student.train, c.readable.soft_tree.train):
+        assert train.augment == train.augment.__class__()  # no shift, no flip, no mixup
+    assert c.teacher.preprocess.normalize == "fit" and c.teacher.preprocess.is_identity
+    assert not c.teacher.accept_weak
+
+
+def test_a_file_that_changes_only_the_data_carries_no_augmentation(tmp_path):
+    path = tmp_path / "table.yaml"
+    path.write_text("data: {name: 'csv:loans.csv', target: label}\n")
+    c = load_config(path)
+    assert c.teacher.train.augment.shift == 0 and c.teacher.train.augment.mixup == 0
+
+
+def test_cli_without_config_runs_the_default_recipe(monkeypatch, tmp_path):
+    from kdlens import cli
+
+    seen = {}
+
+    def fake_run(config, out, **kwargs):
+        seen["config"] = config
+        return {}
+
+    monkeypatch.setattr("kdlens.pipeline.run", fake_run)
+    assert cli.main(["run", "--out", str(tmp_path / "r"), "--set", "seed=3"]) == 0
+    assert seen["config"].teacher.train.augment.shift == 2 and seen["config"].seed == 3
 
 
 def test_overrides_keep_types_and_merge(tmp_path):
@@ -76,6 +106,24 @@ def test_overrides_keep_types_and_merge(tmp_path):
 def test_changing_model_drops_the_default_models_arguments():
     c = load_config(None, ["teacher.model=resnet"])
     assert c.teacher.model_args == {}
+
+
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ("teacher.preprocess.normalize=imagenett", r"teacher.preprocess.normalize"),
+        ("teacher.preprocess.normalize={mean: [0.5], std: [0]}", r"normalize.*std.*greater than 0"),
+        ("teacher.preprocess.normalize={mean: [0.5, 0.5], std: [1]}", r"2 means but 1 stds"),
+        ("student.preprocess.resize=[0, 4]", r"student.preprocess.resize"),
+        ("student.accept_weak=true", r"unknown field 'student.accept_weak'"),
+    ],
+)
+def test_preprocess_fields_are_checked(override, pattern):
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load_config(None, [override])
+    assert "\n" not in str(info.value)
+    ok = load_config(None, ["teacher.preprocess.normalize={mean: [0.1], std: [0.3]}"])
+    assert ok.teacher.preprocess.normalize.mean == [0.1]
 
 
 def test_round_trip(tmp_path):

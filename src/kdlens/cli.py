@@ -21,7 +21,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from kdlens import distributed
-    from kdlens.config import load_config
+    from kdlens.config import default_config_path, load_config
     from kdlens.pipeline import resume_run, run, run_seeds
 
     if args.resume and (args.config or args.out or args.overwrite or args.seeds is not None):
@@ -34,11 +34,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
     try:
+        overrides = list(args.set)
+        if args.trust_pickle:  # after --set: it may name the teacher
+            overrides.append("teacher.model_args.trust_pickle=true")
         if args.resume:
             out = Path(args.resume)
-            metrics = resume_run(out, args.set, progress=_progress(args))
+            metrics = resume_run(out, overrides, progress=_progress(args))
         else:
-            config = load_config(args.config, args.set)
+            # Without --config: the tuned default recipe (the code defaults augment nothing).
+            config = load_config(args.config or default_config_path(), overrides)
+            if args.trust_pickle and not config.teacher.model.startswith("sklearn:"):
+                raise ConfigError("--trust-pickle: the teacher is not an sklearn: model")
             out = (
                 Path(args.out)
                 if args.out
@@ -113,6 +119,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _print_summary(metrics: dict) -> None:
     from kdlens.report.words import verdict_lines
 
+    teacher = metrics["models"].get("teacher", {})
+    if teacher.get("loaded_val_accuracy") is not None:
+        pre = teacher.get("preprocess") or {}
+        fed = f"normalize {pre['normalize']}" if pre else "saved outputs"
+        if pre.get("resize"):
+            fed += f", resize {pre['resize'][0]}x{pre['resize'][1]}"
+        print(
+            f"\nteacher loaded, not trained: validation accuracy "
+            f"{teacher['loaded_val_accuracy']:.4f} (chance {teacher['chance']:.4f}; {fed})"
+        )
     cols = ["accuracy", "fidelity", "kl_to_teacher", "ece", "nll", "params", "train_seconds"]
     width = max(12, *(len(name) + 1 for name in metrics["models"]))
     print(f"\n{'model':<{width}}" + "".join(f"{c:>15}" for c in cols))
@@ -278,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="N complete runs with seeds seed..seed+N-1 into RUN_DIR/seed-<k>/, then a summary "
         "across them (summary.json, report.html); default 1: one ordinary run folder",
+    )
+    run.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="let an sklearn: teacher load from a .joblib/.pkl pickle (it can run any code)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument(

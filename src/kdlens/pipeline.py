@@ -22,7 +22,6 @@ from kdlens import distributed
 from kdlens.config import ModelSpec, RunConfig, save_config
 from kdlens.data import (
     Dataset,
-    Normalizer,
     Split,
     check_text_teacher,
     dataset_from_config,
@@ -30,12 +29,15 @@ from kdlens.data import (
     save_dataset_record,
 )
 from kdlens.distill import build_distiller
-from kdlens.distill.transfer import student_tensors, teacher_tensors
+from kdlens.distill.transfer import student_rows, teacher_rows
 from kdlens.errors import CheckpointError, ConfigError, KdlensError
 from kdlens.evaluate.seeds import SeedRun, summarize_seeds
 from kdlens.run import RunContext, RunFolder, load_run, load_weights, read_config
+from kdlens.run.build import create_bare, is_loaded, runs_on_inputs
 from kdlens.run.context import EVAL_BATCH
 from kdlens.run.folder import SEEDS_KIND
+from kdlens.run.inputs import fit_normalizer, image_only_augmentation, model_inputs
+from kdlens.run.teachers import check_loaded_teacher, check_teacher_use
 from kdlens.stages import STAGES
 from kdlens.tracking import TensorBoardLogger
 from kdlens.train import check_precision, config_values
@@ -58,9 +60,13 @@ __all__ = [
 def check_model_fits(model: nn.Module, role: str, dataset: Dataset, device: torch.device) -> None:
     """One forward pass on two examples: the model must take the data's input shape and
     predict one logit per class, so teacher and student agree with the data and each other."""
+    if not runs_on_inputs(model):  # saved outputs: their shape was checked against the data
+        return
     try:
         with torch.no_grad():
             out = model.eval()(dataset.x[:2].to(device))
+    except KdlensError:
+        raise
     except Exception as e:  # a user's model can fail in any way; report it in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise KdlensError(
@@ -75,9 +81,16 @@ def check_model_fits(model: nn.Module, role: str, dataset: Dataset, device: torc
 
 
 def _build(ctx: RunContext, spec: ModelSpec, role: str) -> nn.Module:
-    """The model, or one line saying why its arguments cannot build it."""
+    """The model (a teacher with its checkpoint loaded), or one line saying why its arguments
+    cannot build it."""
     try:
-        return ctx.build(spec)
+        if role == "teacher" and spec.checkpoint:
+            bare = create_bare(
+                spec.model, spec.model_args, ctx.dataset, ctx.normalizer, spec.preprocess.resize
+            )
+            load_weights(bare, spec.checkpoint, num_classes=ctx.dataset.num_classes)
+            return ctx.build(spec, role, bare=bare)
+        return ctx.build(spec, role)
     except KdlensError:
         raise
     except Exception as e:  # a factory can fail in any way on bad arguments
@@ -102,6 +115,8 @@ def prepare(
 ) -> RunContext:
     """Load data, split it, and check models and checkpoints: every user error surfaces here.
 
+    A teacher that comes complete (a checkpoint, ``sklearn:``, ``logits:``, an ``hf:`` folder
+    with its classifier) is scored on the validation split here, before anything trains.
     Nothing is written; the returned context holds the run folder (not yet started).
     """
     device = distributed.setup(resolve_device(config.device))  # first: is_main() needs it
@@ -113,30 +128,33 @@ def prepare(
     start = time.perf_counter()
     dataset = dataset_from_config(config.data)
     check_text_teacher(dataset, config.teacher.model)
+    config, notes = image_only_augmentation(config, dataset.kind)
     split = make_split(
         dataset, config.data.val_fraction, config.data.test_fraction, config.seed, config.data.limit
     )
     dataset = dataset.prepare(split.train)  # a table's encoder is fitted on the training split
-    normalizer = Normalizer.fit(dataset.x[torch.as_tensor(split.train)])
+    dataset = model_inputs(dataset, config.teacher.model)  # text: the teacher's token ids
+    normalizer = fit_normalizer(dataset, split.train)
     if resume and folder.split.is_file() and Split.load(folder.split) != split:
         raise KdlensError(
             f"cannot resume {folder.path}: the data or its split changed since the run began"
         )
     ctx = RunContext(config, dataset, split, normalizer, device, folder, progress, resume=resume)
+    ctx.notes.extend(notes)
     ctx.timings["data"] = time.perf_counter() - start
     # Build both architectures now so a bad model name or argument fails before any training.
     teacher = _build(ctx, config.teacher, "teacher")
     student = _build(ctx, config.student, "student")
     check_model_fits(student, "student", dataset, device)
     _check_trainable(student, "student")
-    if config.teacher.checkpoint:
-        load_weights(teacher, config.teacher.checkpoint, num_classes=dataset.num_classes)
+    if is_loaded(config.teacher):
         ctx.models["teacher"] = teacher.eval()
     else:
         _check_trainable(teacher, "teacher")
     check_model_fits(teacher, "teacher", dataset, device)
-    ctx.teacher_data = teacher_tensors(ctx)
-    ctx.student_data = student_tensors(ctx)
+    check_teacher_use(config, teacher)
+    ctx.teacher_data, ctx.teacher_index = _split_rows(teacher_rows(ctx))
+    ctx.student_data, ctx.student_index = _split_rows(student_rows(ctx))
     build_distiller(
         config.distill,
         ctx.build(config.student),
@@ -144,7 +162,14 @@ def prepare(
         dataset.input_shape,
         num_examples=len(ctx.student_data[1]),
     )
+    if "teacher" in ctx.models:  # before any student learns from it
+        ctx.loaded_teacher = check_loaded_teacher(ctx, teacher)
     return ctx
+
+
+def _split_rows(rows):
+    x, y, index = rows
+    return (x, y), index
 
 
 def _start(ctx: RunContext, overwrite: bool) -> None:
@@ -210,11 +235,11 @@ def _walk(
     total: float,
 ) -> dict[str, Any]:
     """Start (or continue) the prepared run's folder and walk the stages; see :func:`run`."""
-    config, resume, folder = ctx.config, ctx.resume, ctx.folder
+    resume, folder = ctx.resume, ctx.folder
     with folder.locked():
         # Checked again under the lock: another process may have written the folder meanwhile.
         if resume:
-            check_resume(folder, config)
+            check_resume(folder, ctx.config)  # as prepare adjusted it to the data
         elif folder.write:
             folder.check_target(overwrite)
         _start(ctx, overwrite)

@@ -19,6 +19,7 @@ from kdlens.data.loader import BatchLoader, is_augmenting
 from kdlens.distill.distiller import Distiller, TeacherDistiller, compute_logits
 from kdlens.errors import ConfigError, KdlensError
 from kdlens.evaluate.metrics import accuracy, nll
+from kdlens.models.logits_teacher import LogitsTeacher
 from kdlens.run.context import EVAL_BATCH, RunContext, Tensors
 from kdlens.run.records import ModelRecord
 from kdlens.run.state import StageCheckpoint, TrainProgress, TrainResult
@@ -218,12 +219,15 @@ def train_stage(
     data: Tensors | None = None,
     depends_on: tuple[str, ...] = (),
     keep: bool = True,
+    source_index: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``distiller.student`` as the model ``record.name`` of the run, or reload it when a
     resumed run finished it before; every epoch's state is saved, so a kill loses at most one.
 
-    ``depends_on``: config prefixes the result depends on, recorded when the stage finishes.
-    ``keep=False`` trains without adding the model to the run (complexity sweeps).
+    ``data`` (default: the training split) with ``source_index``, the dataset index of each of
+    its rows (None for another dataset's rows: a teacher known by its saved outputs cannot teach
+    them). ``depends_on``: config prefixes the result depends on, recorded when the stage
+    finishes. ``keep=False`` trains without adding the model to the run (complexity sweeps).
     """
     start = time.perf_counter()
     name, folder = record.name, ctx.folder
@@ -238,11 +242,12 @@ def train_stage(
         load_weights(distiller.student, folder.weights(name))
         result = done
     else:
-        x, y = data if data is not None else ctx.tensors("train")
-        use_teacher_cache(ctx, distiller, cfg, (x, y))
+        if data is None:
+            data, source_index = ctx.tensors("train"), ctx.indices("train")
+        use_teacher_cache(ctx, distiller, cfg, data, source_index)
         result = fit(
             distiller,
-            ctx.train_loader(cfg, seed, (x, y)),
+            ctx.train_loader(cfg, seed, data, source_index),
             ctx.eval_loader("val"),
             cfg,
             desc=name,
@@ -273,17 +278,28 @@ def train_stage(
     return result
 
 
-def use_teacher_cache(ctx: RunContext, distiller: Distiller, cfg: TrainConfig, data: Tensors):
+def use_teacher_cache(
+    ctx: RunContext,
+    distiller: Distiller,
+    cfg: TrainConfig,
+    data: Tensors,
+    source_index: torch.Tensor | None = None,
+):
     """Give ``distiller`` the teacher's logits over ``data`` when they cannot change (the input
     is not augmented), computed once per run and kept in the run folder."""
     if not isinstance(distiller, TeacherDistiller) or not distiller.accepts_cache:
         return
     if not ctx.config.distill.cache_teacher_logits or is_augmenting(cfg.augment):
         return
-    distiller.set_teacher_cache(teacher_logits(ctx, distiller.teacher, data))
+    distiller.set_teacher_cache(teacher_logits(ctx, distiller.teacher, data, source_index))
 
 
-def teacher_logits(ctx: RunContext, teacher: torch.nn.Module, data: Tensors) -> torch.Tensor:
+def teacher_logits(
+    ctx: RunContext,
+    teacher: torch.nn.Module,
+    data: Tensors,
+    source_index: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The teacher's logits over un-augmented ``data``, from the run folder's cache when it holds
     them for the same examples (resuming or re-reporting never recomputes them)."""
     import hashlib
@@ -291,6 +307,9 @@ def teacher_logits(ctx: RunContext, teacher: torch.nn.Module, data: Tensors) -> 
     from safetensors.torch import load, save
 
     x, y = data
+    if isinstance(teacher, LogitsTeacher):  # its saved rows: nothing to compute or cache
+        loader = BatchLoader(x, y, ctx.normalizer, EVAL_BATCH, source_index=source_index)
+        return compute_logits(teacher, loader)
     key = hashlib.sha1(y.numpy().tobytes() + str(tuple(x.shape)).encode()).hexdigest()[:12]
     path = ctx.folder.teacher_logits_cache(key)
     if path.is_file():
@@ -300,7 +319,9 @@ def teacher_logits(ctx: RunContext, teacher: torch.nn.Module, data: Tensors) -> 
                 return cached
         except Exception:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
             log.warning("cache %s is unreadable; recomputing it", path)
-    loader = BatchLoader(x, y, ctx.normalizer, EVAL_BATCH, device=ctx.device)
+    loader = BatchLoader(
+        x, y, ctx.normalizer, EVAL_BATCH, device=ctx.device, source_index=source_index
+    )
     logits = compute_logits(teacher, loader)
     if ctx.folder.write:
         path.parent.mkdir(parents=True, exist_ok=True)

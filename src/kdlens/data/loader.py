@@ -17,8 +17,11 @@ class Batch:
 
     x: torch.Tensor  # normalised, augmented input: exactly what teacher and student both see
     y: torch.Tensor  # (B,) int labels
-    index: torch.Tensor  # (B,) positions in the split, for cached teacher logits
+    index: torch.Tensor  # (B,) positions in the loader's tensors, for cached teacher logits
     target: torch.Tensor | None = None  # (B, K) mixed labels, or None
+    # (B,) each row's index in the run's dataset (a teacher known by its saved outputs looks its
+    # rows up by it); None for rows from another dataset (a transfer set).
+    source_index: torch.Tensor | None = None
 
     @property
     def labels(self) -> torch.Tensor:
@@ -47,8 +50,11 @@ class BatchLoader:
         device: torch.device | str = "cpu",
         rank: int = 0,
         world_size: int = 1,
+        source_index: torch.Tensor | None = None,
     ):
         self.x, self.y = x, y
+        # (N,) dataset index of each row of x, or None (see Batch.source_index).
+        self.source_index = None if source_index is None else torch.as_tensor(source_index)
         self.normalizer = normalizer
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -70,14 +76,16 @@ class BatchLoader:
             index = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.x[index].to(self.device)
             y = self.y[index].to(self.device)
+            source = None if self.source_index is None else self.source_index[index]
             target = None
             if self.augment is not None:
                 x, target = self._augment(x, y)
             if self.world_size > 1:
                 if len(index) < self.world_size:
                     continue  # a last batch too small to share; every process skips it alike
-                x, y, index, target = self._share(x, y, index, target)
-            yield Batch(self.normalizer(x), y, index.to(self.device), target)
+                x, y, index, target, source = self._share(x, y, index, target, source)
+            source = None if source is None else source.to(self.device)
+            yield Batch(self.normalizer(x), y, index.to(self.device), target, source)
 
     def _share(self, *tensors):
         """This process's contiguous part of each batch tensor (None stays None)."""

@@ -11,6 +11,8 @@ from torch import nn
 
 from kdlens.data.loader import Batch
 from kdlens.distill.schedules import schedule_value
+from kdlens.errors import KdlensError
+from kdlens.models.logits_teacher import LogitsTeacher
 from kdlens.registry import Registry
 
 DISTILLERS: Registry[nn.Module] = Registry("distillation method")
@@ -125,7 +127,20 @@ class TeacherDistiller(Distiller):
     def teacher_logits(self, batch: Batch) -> torch.Tensor:
         if self._cache is not None:
             return self._cache[batch.index].to(batch.x.device)
-        return self.teacher(batch.x)
+        return predict(self.teacher, batch)
+
+
+def predict(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """``model``'s logits for ``batch``: a teacher known only by its saved outputs
+    (:class:`LogitsTeacher`) looks up the batch's dataset rows, any other model runs on ``batch.x``."""
+    if isinstance(model, LogitsTeacher):
+        if batch.source_index is None:
+            raise KdlensError(
+                f"the teacher logits:{model.source} has rows only for its own dataset's examples, "
+                "and this batch comes from elsewhere"
+            )
+        return model.rows(batch.source_index)
+    return model(batch.x)
 
 
 def loss_dict(parts: dict[str, torch.Tensor], logits: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -142,6 +157,6 @@ def compute_logits(model: nn.Module, loader) -> torch.Tensor:
     """Logits of ``model`` (in eval mode) over every batch of ``loader``, in order, on the CPU."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(batch.x).float().cpu() for batch in loader])
+    out = torch.cat([predict(model, batch).float().cpu() for batch in loader])
     model.train(was_training)
     return out

@@ -21,6 +21,8 @@ from kdlens.data.split import Split, _stratified
 from kdlens.errors import ConfigError, DataError
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
+# (x, y, dataset index of each row): None for rows of another dataset.
+Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 class RunContext(Protocol):
@@ -43,16 +45,20 @@ def holdout_indices(ctx: RunContext) -> tuple[list[int], list[int]]:
     return sorted(map(int, teacher_part)), sorted(map(int, student_part))
 
 
-def _rows(ctx: RunContext, idx: list[int]) -> Tensors:
-    i = torch.as_tensor(idx)
-    return ctx.dataset.x[i], ctx.dataset.y[i]
+def _rows(ctx: RunContext, idx: list[int]) -> Rows:
+    i = torch.as_tensor(idx, dtype=torch.long)
+    return ctx.dataset.x[i], ctx.dataset.y[i], i
 
 
-def teacher_tensors(ctx: RunContext) -> Tensors:
+def teacher_rows(ctx: RunContext) -> Rows:
     """The teacher's training data: the training split, less any held-out transfer share."""
     if ctx.config.distill.transfer.holdout:
         return _rows(ctx, holdout_indices(ctx)[0])
-    return ctx.tensors("train")
+    return _rows(ctx, ctx.split.train)
+
+
+def teacher_tensors(ctx: RunContext) -> Tensors:
+    return teacher_rows(ctx)[:2]
 
 
 def resize_images(
@@ -96,15 +102,21 @@ def _other_dataset(ctx: RunContext) -> Tensors:
 
 
 def student_tensors(ctx: RunContext) -> Tensors:
+    return student_rows(ctx)[:2]
+
+
+def student_rows(ctx: RunContext) -> Rows:
     """The students' transfer set (scratch learns on it with labels, the distilled one with the
-    teacher), after ``exclude_classes``."""
+    teacher), after ``exclude_classes``, with each row's dataset index (None for another
+    dataset)."""
     d = ctx.config.distill
+    index: torch.Tensor | None = None
     if d.transfer.dataset:
         x, y = _other_dataset(ctx)
     elif d.transfer.holdout:
-        x, y = _rows(ctx, holdout_indices(ctx)[1])
+        x, y, index = _rows(ctx, holdout_indices(ctx)[1])
     else:
-        x, y = ctx.tensors("train")
+        x, y, index = _rows(ctx, ctx.split.train)
     if d.exclude_classes:
         bad = [c for c in d.exclude_classes if not 0 <= c < ctx.dataset.num_classes]
         if bad:
@@ -113,6 +125,7 @@ def student_tensors(ctx: RunContext) -> Tensors:
             )
         keep = ~torch.isin(y, torch.as_tensor(d.exclude_classes))
         x, y = x[keep], y[keep]
+        index = None if index is None else index[keep]
     if len(y) == 0:
         raise ConfigError("distill: the students' transfer set is empty")
-    return x, y
+    return x, y, index

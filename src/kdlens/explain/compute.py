@@ -76,6 +76,13 @@ def _input_list(x: torch.Tensor) -> list:
     return np.round(x.numpy(), 4).tolist()
 
 
+def _example_input(inp: ExplainInputs, i: int) -> list | str:
+    """What the report draws for test example ``i``: its values, or its text."""
+    if inp.kind == "text" and inp.texts is not None:
+        return inp.texts[i]
+    return _input_list(inp.x[i])
+
+
 def _probs(inp: ExplainInputs, i: int) -> dict[str, list[float]]:
     # Significant digits, not decimals: wrong-class probabilities of 1e-7 are the point.
     return {
@@ -117,7 +124,7 @@ def dark_knowledge(inp: ExplainInputs, show: torch.Tensor) -> dict[str, Any]:
             {
                 "index": int(i),
                 "label": int(inp.y[i]),
-                "input": _input_list(inp.x[i]),
+                "input": _example_input(inp, int(i)),
                 "probs": _probs(inp, int(i)),
             }
             for i in show.tolist()
@@ -145,7 +152,7 @@ def attributions_and_faithfulness(
     ig: dict[str, torch.Tensor] = {}
     maps: dict[str, dict[str, list]] = {}
     faithfulness: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
+    skipped: dict[str, str] = dict(inp.skipped)
     times: dict[str, float] = {}
     for name, model in inp.models.items():
         start = time.perf_counter()
@@ -185,7 +192,7 @@ def attributions_and_faithfulness(
                 "index": int(sel[i]),
                 "label": int(y[i]),
                 "target": int(target[i]),
-                "input": _input_list(inp.x[sel[i]]),
+                "input": _example_input(inp, int(sel[i])),
             }
             for i in range(n_show)
         ],
@@ -242,7 +249,7 @@ def disagreements(inp: ExplainInputs) -> dict[str, Any]:
             {
                 "index": i,
                 "label": int(inp.y[i]),
-                "input": _input_list(inp.x[i]),
+                "input": _example_input(inp, i),
                 "probs": {n: p for n, p in _probs(inp, i).items() if n in ("teacher", kd)},
             }
             for i in shown

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kdlens.config import ExplainConfig, RunConfig, load_config
-from kdlens.data import BatchLoader, Normalizer
+from kdlens.data import Normalizer
 from kdlens.distill import compute_logits
 from kdlens.errors import CheckpointError, ConfigError
 from kdlens.utils import resolve_device
@@ -34,6 +34,9 @@ class ExplainInputs:
     feature_names: list[str] = field(default_factory=list)
     seed: int = 0
     distilled: str | None = "kd"  # the distilled student, whose disagreements are shown
+    # Models with predictions but no gradient explanations, and why (shown in the report).
+    skipped: dict[str, str] = field(default_factory=dict)
+    texts: list[str] | None = None  # text data: the test examples' strings, shown for inputs
 
     def baseline(self) -> torch.Tensor:
         """The "absent" input for IG and deletion: a black image, or the mean of each feature."""
@@ -41,10 +44,38 @@ class ExplainInputs:
         return self.normalizer(zero) if self.kind == "image" else zero
 
 
+NO_GRADIENTS = {
+    "logits": "known only by its saved outputs (logits:): no gradients to explain",
+    "sklearn": "a scikit-learn model (sklearn:): no gradients to explain",
+    "text": "text input: token ids have no gradients to explain",
+}
+
+
+def _explainable(models: dict[str, nn.Module], kind: str, families: dict[str, str]):
+    """(models Captum can explain, {model: why not} for the others)."""
+    keep, skipped = {}, {}
+    for name, model in models.items():
+        why = NO_GRADIENTS["text"] if kind == "text" else NO_GRADIENTS.get(families.get(name, ""))
+        if why:
+            skipped[name] = why
+        elif model is not None:
+            keep[name] = model
+    return keep, skipped
+
+
+def _test_texts(dataset, split) -> list[str] | None:
+    if dataset.kind != "text" or dataset.texts is None:
+        return None
+    return [dataset.texts[i] for i in split.test]
+
+
 def from_context(ctx) -> ExplainInputs:
     """Inputs from a :class:`kdlens.run.RunContext` that has been evaluated."""
     x, y = ctx.tensors("test")
     cfg: RunConfig = ctx.config
+    families = {n: r.family for n, r in ctx.records.items()}
+    torch_models = {n: m.eval() for n, m in ctx.models.items() if isinstance(m, nn.Module)}
+    models, skipped = _explainable(torch_models, ctx.dataset.kind, families)
     return ExplainInputs(
         x=x,
         y=y,
@@ -55,9 +86,11 @@ def from_context(ctx) -> ExplainInputs:
         temperature=cfg.distill.temperature,
         config=cfg.explain,
         test_logits=dict(ctx.test_logits),
-        models={n: m.eval() for n, m in ctx.models.items() if isinstance(m, nn.Module)},
+        models=models,
         seed=cfg.seed,
         distilled=_distilled(ctx.records),
+        skipped=skipped,
+        texts=_test_texts(ctx.dataset, ctx.split),
     )
 
 
@@ -91,12 +124,15 @@ def from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> Exp
         if record is not None and record.format == "safetensors":
             model = run.load_model(name).to(device)
             models[name] = model
-            loader = BatchLoader(x, y, run.normalizer, 512, device=device)
-            logits[name] = compute_logits(model, loader)
+            logits[name] = compute_logits(model, run.loader("test", device=device))
         elif name in saved:
             logits[name] = saved[name]
+            if record is not None and record.role == "teacher":
+                models[name] = None  # not rebuilt: saved outputs or an estimator
         else:
             log.warning("report: no predictions for model %r; it appears in the table only", name)
+    families = {n: r.family for n, r in run.records.items()}
+    models, skipped = _explainable(models, run.dataset.kind, families)
     return ExplainInputs(
         x=x,
         y=y,
@@ -110,6 +146,8 @@ def from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> Exp
         models=models,
         seed=cfg.seed,
         distilled=_distilled(run.records),
+        skipped=skipped,
+        texts=_test_texts(run.dataset, run.split),
     )
 
 

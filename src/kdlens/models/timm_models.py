@@ -3,13 +3,16 @@
 ``model_args.pretrained: true`` reads weights from the local cache only: timm would download
 them (from the Hugging Face Hub, or a URL into torch's hub folder), so kdlens looks for the file
 itself where timm would have put it and hands timm that file. Offline without it, one line names
-the cache folder. Other ``model_args`` go to ``timm.create_model`` (e.g. ``img_size``,
+the cache folder. ``model_args.pretrained_cfg_overlay: {file: PATH}`` (timm's own way) names a
+local weights file instead, e.g. one downloaded elsewhere. Other ``model_args`` go to ``timm.create_model`` (e.g. ``img_size``,
 ``patch_size``, ``drop_rate``); ``cache_dir`` moves the cache as it does in timm.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -44,23 +47,42 @@ def timm_model(
         raise ConfigError(f"{where}: timm has no model {arch!r}{hint}")
     if pretrained:
         # timm loads this file instead of fetching: "file" outranks the Hub and URLs.
-        kwargs["pretrained_cfg_overlay"] = {
-            "file": str(cached_weights(timm, name, cache_dir)),
-            "source": None,
-        }
+        overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+        if overlay.get("file"):
+            if not Path(overlay["file"]).is_file():
+                raise CheckpointError(
+                    f"{where}: pretrained weights file {overlay['file']} not found "
+                    "(model_args.pretrained_cfg_overlay.file)"
+                )
+        else:
+            overlay["file"] = str(cached_weights(timm, name, cache_dir))
+        kwargs["pretrained_cfg_overlay"] = {**overlay, "source": None}
     try:
-        return timm.create_model(
-            name,
-            pretrained=bool(pretrained),
-            num_classes=num_classes,
-            in_chans=input_shape[0],
-            **kwargs,
-        )
+        with quiet_logger("timm"):
+            return timm.create_model(
+                name,
+                pretrained=bool(pretrained),
+                num_classes=num_classes,
+                in_chans=input_shape[0],
+                **kwargs,
+            )
     except TypeError as e:  # a model_args key the model does not take
         raise ConfigError(f"{where}: {first_line(e)}") from None
     except (RuntimeError, OSError, ValueError, AssertionError, KeyError) as e:
         error = CheckpointError if pretrained else ConfigError
         raise error(f"{where}: {first_line(e)}") from None
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str):
+    """timm logs each weight file it loads at INFO; the run's own log line says what loaded."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def cached_weights(timm, name: str, cache_dir: str | None = None) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,12 @@ def _short(name: str, n: int = 12) -> str:
 
 def _draw_input(ax, explain: dict[str, Any], values: list, title: str = "") -> None:
     ds = explain["dataset"]
+    if isinstance(values, str):  # a text example
+        shown = textwrap.fill(safe_text(values[:300]), width=40)
+        ax.text(0, 1, shown, va="top", ha="left", fontsize=6, wrap=True)
+        ax.axis("off")
+        ax.set_title(title, fontsize=8)
+        return
     a = np.asarray(values, dtype=float)
     if ds["kind"] == "image":
         img = a.transpose(1, 2, 0) if a.shape[0] == 3 else a[0]

@@ -111,6 +111,7 @@ def render_html(
         f"{_fmt(ds.get('n_train'))} train / {_fmt(ds.get('n_val'))} val / {_fmt(ds.get('n_test'))} "
         f"test examples, {_fmt(ds.get('num_classes'))} classes; distillation temperature {t:g}; "
         f"kdlens {escape(str(metrics.get('kdlens_version', '?')))}</p>",
+        _notes(metrics),
         "<h2>Summary</h2>",
         how(
             "One row per model on the test split: fidelity and KL compare a model with the teacher, "
@@ -294,6 +295,26 @@ def _per_class_accuracy(explain: dict[str, Any]) -> str:
         for i, name in enumerate(names)
     ]
     return "<p>Accuracy per true class:</p>" + table(["class", *conf], rows)
+
+
+def _notes(metrics: dict[str, Any]) -> str:
+    """A loaded teacher's validation check, and what the run did differently from its config."""
+    items = []
+    teacher = metrics.get("models", {}).get("teacher", {})
+    if teacher.get("loaded_val_accuracy") is not None:
+        pre = teacher.get("preprocess") or {}
+        fed = f"normalize {pre.get('normalize')}" if pre else "saved outputs"
+        if pre.get("resize"):
+            fed += f", resize {pre['resize'][0]}x{pre['resize'][1]}"
+        items.append(
+            f"The teacher was loaded, not trained: validation accuracy "
+            f"{_fmt(teacher['loaded_val_accuracy'])} (chance {_fmt(teacher.get('chance'))}), "
+            f"fed {fed}."
+        )
+    items += [str(n) for n in metrics.get("notes", [])]
+    if not items:
+        return ""
+    return "<ul class='muted'>" + "".join(f"<li>{escape(t)}</li>" for t in items) + "</ul>"
 
 
 def _skipped(skipped: dict[str, str]) -> str:

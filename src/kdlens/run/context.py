@@ -14,7 +14,7 @@ import kdlens
 from kdlens import distributed
 from kdlens.config import ModelSpec, RunConfig, TrainConfig
 from kdlens.data import BatchLoader, Dataset, Normalizer, Split
-from kdlens.models import create_model
+from kdlens.run.build import create_bare, with_preprocess
 from kdlens.run.folder import RunFolder
 from kdlens.run.records import ModelRecord
 from kdlens.run.state import TrainResult
@@ -53,6 +53,11 @@ class RunContext:
     # Data the students learn on (the transfer set), set by the teacher stage: (x, y) raw.
     student_data: Tensors | None = None
     teacher_data: Tensors | None = None
+    # (N,) dataset index of each row of student_data / teacher_data; None for another dataset's.
+    student_index: torch.Tensor | None = None
+    teacher_index: torch.Tensor | None = None
+    # A teacher loaded rather than trained: its validation accuracy and preprocessing.
+    loaded_teacher: dict[str, Any] | None = None
 
     @property
     def out_dir(self):
@@ -63,12 +68,28 @@ class RunContext:
         idx = torch.as_tensor(getattr(self.split, part))
         return self.dataset.x[idx], self.dataset.y[idx]
 
+    def indices(self, part: str) -> torch.Tensor:
+        """(N,) dataset indices of the ``train``, ``val`` or ``test`` split."""
+        return torch.as_tensor(getattr(self.split, part))
+
     def eval_loader(self, part: str) -> BatchLoader:
         x, y = self.tensors(part)
-        return BatchLoader(x, y, self.normalizer, EVAL_BATCH, device=self.device)
+        return BatchLoader(
+            x, y, self.normalizer, EVAL_BATCH, device=self.device, source_index=self.indices(part)
+        )
 
-    def train_loader(self, cfg: TrainConfig, seed: int, data: Tensors | None = None) -> BatchLoader:
-        x, y = data if data is not None else self.tensors("train")
+    def train_loader(
+        self,
+        cfg: TrainConfig,
+        seed: int,
+        data: Tensors | None = None,
+        source_index: torch.Tensor | None = None,
+    ) -> BatchLoader:
+        """Batches of ``data`` (default: the training split, whose dataset indices it knows);
+        ``source_index`` gives the dataset index of each row of ``data``."""
+        if data is None:
+            data, source_index = self.tensors("train"), self.indices("train")
+        x, y = data
         return BatchLoader(
             x,
             y,
@@ -82,14 +103,19 @@ class RunContext:
             device=self.device,
             rank=distributed.rank(),
             world_size=distributed.world_size(),
+            source_index=source_index,
         )
 
-    def build(self, spec: ModelSpec) -> nn.Module:
-        """A fresh model of ``spec``'s architecture for this data, on the run's device."""
-        model = create_model(
-            spec.model, self.dataset.input_shape, self.dataset.num_classes, **spec.model_args
-        )
-        return model.to(self.device)
+    def build(
+        self, spec: ModelSpec, role: str = "model", bare: nn.Module | None = None
+    ) -> nn.Module:
+        """A fresh model of ``spec``'s architecture for this data, fed what it expects
+        (``spec.preprocess``), on the run's device. ``bare``: an already built (e.g. loaded)
+        model of ``spec`` to wrap instead."""
+        ds, norm = self.dataset, self.normalizer
+        if bare is None:
+            bare = create_bare(spec.model, spec.model_args, ds, norm, spec.preprocess.resize)
+        return with_preprocess(bare, spec, role, ds, norm).to(self.device)
 
     def add_model(self, record: ModelRecord, model: nn.Module | None = None) -> None:
         """Register a model of the run; the records file is rewritten so a folder killed later

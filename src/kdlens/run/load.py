@@ -24,8 +24,9 @@ from kdlens.data import (
     restore_dataset,
 )
 from kdlens.errors import CheckpointError, KdlensError
-from kdlens.models import create_model
+from kdlens.run.build import build_from_spec
 from kdlens.run.folder import RunFolder
+from kdlens.run.inputs import model_inputs
 from kdlens.run.records import ModelRecord
 from kdlens.weights import load_dynamic_int8, load_weights
 
@@ -58,14 +59,11 @@ class Run:
         ]
 
     def build(self, name: str) -> nn.Module:
-        """A fresh (untrained) model of ``name``'s architecture."""
+        """A fresh (untrained) model of ``name``'s architecture, with its preprocessing."""
         record = self._record(name)
         if not record.spec:
             raise KdlensError(f"model {name!r} of run {self.path} is not a torch model")
-        ds = self.dataset
-        return create_model(
-            record.spec["model"], ds.input_shape, ds.num_classes, **record.spec["model_args"]
-        )
+        return build_from_spec(record.spec, self.dataset, self.normalizer)
 
     def load_model(self, name: str) -> nn.Module:
         """The trained model ``name`` (e.g. ``teacher``, ``kd``, ``kd_pruned50``, ``kd_int8``)."""
@@ -93,7 +91,8 @@ class Run:
 
     def loader(self, part: str, batch_size: int = 512, device="cpu") -> BatchLoader:
         x, y = self.tensors(part)
-        return BatchLoader(x, y, self.normalizer, batch_size, device=device)
+        index = torch.as_tensor(getattr(self.split, part))
+        return BatchLoader(x, y, self.normalizer, batch_size, device=device, source_index=index)
 
 
 def normalizer_from_dict(data: dict[str, list[float]], example: torch.Tensor) -> Normalizer:
@@ -146,6 +145,7 @@ def load_run(run_dir: str | Path, need_metrics: bool = False) -> Run:
     if max(max(split.train), max(split.val), max(split.test)) >= len(dataset.y):
         raise CheckpointError(f"{folder.split} does not fit dataset {data.name!r}")
     dataset = restore_dataset(dataset, split.train, folder.dataset_record)
+    dataset = model_inputs(dataset, config.teacher.model)  # text: the teacher's token ids
     normalizer = normalizer_from_dict(folder.read_json(folder.normalization), dataset.x[0])
     metrics = folder.read_json(folder.metrics) if folder.metrics.is_file() else None
     records: dict[str, ModelRecord] = {}

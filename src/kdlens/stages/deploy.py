@@ -92,7 +92,7 @@ def run(ctx: RunContext) -> None:
     artifacts = {
         name: _float_artifact(ctx, name, ctx.models[name])
         for name in ctx.models
-        if name in ctx.metrics["models"]
+        if name in ctx.metrics["models"] and ctx.records[name].format == "safetensors"
     }
     if cfg.prune:
         deploy_info["pruning"] = pruned
@@ -391,7 +391,9 @@ def compression_table(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     teacher = models["teacher"]
     for row in rows:
         row["size_vs_teacher"] = (
-            row["size_bytes"] / teacher["size_bytes"] if row.get("size_bytes") else None
+            row["size_bytes"] / teacher["size_bytes"]
+            if row.get("size_bytes") and teacher.get("size_bytes")
+            else None
         )
     return {"columns": [*TABLE_COLUMNS, "size_vs_teacher"], "rows": rows}
 

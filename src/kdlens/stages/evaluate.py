@@ -28,6 +28,8 @@ def run(ctx: RunContext) -> None:
         m["train_seconds"] = result.seconds if result else 0.0
         m["best_epoch"] = result.best_epoch if result else 0
         models[name] = m
+    if ctx.loaded_teacher:  # its validation accuracy as loaded, and what it was fed
+        models["teacher"].update(ctx.loaded_teacher)
     ctx.metrics["models"] = models
     ctx.metrics.setdefault("summary", {}).update(summarize(models, ctx.records))
     ctx.timings["evaluate"] = time.perf_counter() - start

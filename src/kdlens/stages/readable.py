@@ -30,6 +30,7 @@ from kdlens.explain.surrogates import (
 )
 from kdlens.explain.teachers import teacher_probabilities
 from kdlens.models import count_parameters
+from kdlens.models.logits_teacher import LogitsTeacher
 from kdlens.run import ModelRecord, RunContext
 from kdlens.train import train_stage
 from kdlens.utils import set_seed
@@ -47,6 +48,11 @@ def run(ctx: RunContext) -> None:
     """Add readable students, their hard-label twins and complexity curves to ``ctx``."""
     cfg: ReadableConfig = ctx.config.readable
     if not cfg.students and not cfg.sweeps:
+        return
+    if ctx.dataset.kind == "text":
+        ctx.note(
+            "readable: no readable students for text (trees and rules over token ids say nothing)"
+        )
         return
     start = time.perf_counter()
     teacher = ctx.models["teacher"]
@@ -130,7 +136,11 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
         labels.append(np.full(len(copies), -1))
     raw = torch.cat(xs)
     norm = ctx.normalizer(raw)
-    probs = teacher_probabilities(teacher, norm.to(ctx.device))
+    if isinstance(teacher, LogitsTeacher):  # its saved rows (augmented copies are refused)
+        logits = compute_logits(teacher, ctx.eval_loader("train"))
+        probs = torch.softmax(logits, -1).numpy().astype(np.float64)
+    else:
+        probs = teacher_probabilities(teacher, norm.to(ctx.device))
     return TransferSet(
         raw=raw.flatten(1).numpy(),
         norm=norm.flatten(1).numpy(),

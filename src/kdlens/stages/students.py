@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from kdlens.distill import Distiller, build_distiller
 from kdlens.run import ModelRecord, RunContext
+from kdlens.run.build import architecture as architecture_of
 from kdlens.run.records import family_of
 from kdlens.train import train_stage
 from kdlens.utils import set_seed
@@ -17,14 +18,16 @@ DEPENDS_ON = ("seed", "data", "teacher", "student", "distill")
 def run(ctx: RunContext) -> None:
     spec = ctx.config.student
     cfg, seed = spec.train, ctx.config.seed + 1
-    architecture = {"model": spec.model, "model_args": dict(spec.model_args)}
-    family = family_of(architecture)
+    data, index = ctx.student_data, ctx.student_index
 
     set_seed(seed)
+    model = ctx.build(spec)
+    architecture = architecture_of(spec, model)
+    family = family_of(architecture)
     scratch = ModelRecord(
         "scratch", role="student", family=family, trained_with="labels", spec=architecture
     )
-    train_stage(ctx, scratch, Distiller(ctx.build(spec)), cfg, seed, ctx.student_data, DEPENDS_ON)
+    train_stage(ctx, scratch, Distiller(model), cfg, seed, data, DEPENDS_ON, source_index=index)
 
     set_seed(seed)
     distiller = build_distiller(
@@ -42,4 +45,4 @@ def run(ctx: RunContext) -> None:
         twin="scratch",
         spec=architecture,
     )
-    train_stage(ctx, kd, distiller, cfg, seed, ctx.student_data, DEPENDS_ON)
+    train_stage(ctx, kd, distiller, cfg, seed, data, DEPENDS_ON, source_index=index)
