@@ -28,6 +28,16 @@ def render_report(
     return folder.report
 
 
+def redraw_readable(folder: RunFolder) -> None:
+    """Redraw the readable students' figures and rules from readable.json (the readable stage
+    drew them once; ``kdlens report`` draws them again, with this version's code)."""
+    if folder.readable_results.is_file():
+        from kdlens.readable.figures import save_readable_figures
+
+        doc = folder.read_json(folder.readable_results)
+        save_readable_figures(doc, folder.figure, folder.rules)
+
+
 def explain_and_save(folder: RunFolder, inp) -> dict[str, Any]:
     """explain.json and every model's test logits (so a report can redo models it cannot
     rebuild, such as surrogates)."""
@@ -71,10 +81,12 @@ def report_run(
             add_explain_keys(metrics["models"], explain)
             metrics.setdefault("timings", {})["explain"] = time.perf_counter() - start
             folder.write_json(folder.metrics, metrics)
+            redraw_readable(folder)
             return render_report(folder, explain, metrics)
     if not folder.explain.is_file():
         raise KdlensError(f"{folder.explain} not found; run `kdlens report {folder.path}` first")
     with folder.locked():
         explain = folder.read_json(folder.explain)
         metrics = folder.read_json(folder.metrics)
+        redraw_readable(folder)
         return render_report(folder, explain, metrics)

@@ -160,6 +160,13 @@ class RunFolder:
     def readable_results(self) -> Path:
         return self.readable / "readable.json"
 
+    def figure(self, name: str) -> Path:
+        return self.figures / f"{name}.png"
+
+    def rules(self, model: str) -> Path:
+        """A decision tree's rules as text."""
+        return self.readable / f"{model}_rules.txt"
+
     def weights(self, model: str, int8: bool = False) -> Path:
         return self.checkpoints / f"{model}{INT8_SUFFIX if int8 else FLOAT_SUFFIX}"
 
