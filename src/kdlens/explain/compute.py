@@ -168,16 +168,20 @@ def attributions_and_faithfulness(
             log.warning("report: no attributions for %r (%s)", name, e)
             skipped[name] = f"{type(e).__name__}: {e}"
             ig.pop(name, None)
-    agreement = {}
+    agreement, input_agreement = {}, None
     if "teacher" in ig:
         agreement = {
             n: attr.agreement(ig["teacher"], a, cfg.topk) for n, a in ig.items() if n != "teacher"
         }
+        # IG is (x - baseline) x mean gradient, so every model's map starts from the input: how
+        # far the input alone agrees with the teacher is the level a student must beat.
+        input_agreement = attr.agreement(ig["teacher"], x - base, cfg.topk)
     attributions = {
         "agreement_method": AGREEMENT_METHOD,
         "n_examples": len(sel),
         "topk": cfg.topk,
         "chance_topk_overlap": cfg.topk,
+        "input_agreement": input_agreement,
         "agreement": agreement,
         "skipped": skipped,
         "examples": [

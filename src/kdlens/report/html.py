@@ -7,7 +7,8 @@ Every piece of text that comes from the run (model and class names, config value
 from __future__ import annotations
 
 import base64
-from html import escape
+import re
+from html import escape, unescape
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 p.how{background:#f6f8fa;border-left:4px solid #4a7;padding:.5em .8em}
 img{max-width:100%;height:auto;display:block;margin:.6em 0}
 .muted{color:#777;font-size:.85em}
-pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.8em;max-height:30em}
+pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.8em}
+nav.contents{background:#f6f8fa;padding:.4em 1em;display:inline-block}
+nav.contents ol{margin:.2em 0;padding-left:1.4em}
 """
 
 SUMMARY_COLUMNS = [
@@ -48,6 +51,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
+        if value and abs(value) < 1e-3:  # e.g. an infidelity of 3e-5: four decimals would say 0
+            return f"{value:.2e}"
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
     return escape(str(value))
 
@@ -120,7 +125,7 @@ def render_html(
         ),
         table(
             ["model"] + [c[1] for c in SUMMARY_COLUMNS],
-            [[n] + [_get(m, key) for key, _ in SUMMARY_COLUMNS] for n, m in models.items()],
+            [[n] + [_get(m, key) for key, _ in SUMMARY_COLUMNS] for n, m in summary_rows(models)],
         ),
         _gap_sentence(metrics),
         "<h2>Dark knowledge: the teacher's soft targets</h2>",
@@ -139,7 +144,7 @@ def render_html(
         image(fig("similarity_models"), "class similarity per model"),
         table(
             ["model", "distance at T=1", f"distance at T={t:g}"],
-            [[n, d.get("1"), d.get("distill")] for n, d in dk["distance"].items()],
+            [[n, d.get("1"), d.get("distill")] for n, d in _ordered_items(dk["distance"], models)],
         ),
         how(
             "Higher T spreads the soft targets: pick a T where the entropy is well above its T=1 "
@@ -153,24 +158,30 @@ def render_html(
         image(fig("example_probabilities"), "example probabilities"),
         "<h2>Attributions: what each model looks at</h2>",
         how(
-            "Each column is one model's attribution for the teacher's predicted class (IG: red "
-            "for, blue against; saliency and Grad-CAM: brighter matters more); similar maps mean "
-            "the student decides from the same evidence as the teacher."
+            "Each row is one model's attribution (one row per method) for the class the teacher "
+            "predicts, named above each column (IG: red for, blue against; saliency and "
+            "Grad-CAM: brighter matters more; each map scaled to its own maximum); similar maps "
+            "mean the student decides from the same evidence as the teacher."
         ),
         image(fig("attributions"), "attribution maps"),
         how(
             f"Agreement of each model's Integrated Gradients with the teacher's over "
             f"{at['n_examples']} test examples: Spearman and cosine near 1 mean the same ranking "
             f"and direction, near 0 unrelated; top-{100 * at['topk']:g}% overlap is the share of "
-            f"the teacher's most important features the model shares (chance {at['topk']:g})."
+            f"the teacher's most important features the model shares. Two reference rows: a "
+            f"random ranking (chance) and the input itself. IG is (input − baseline) × the "
+            f"average gradient, so every model's map is zero where the input equals the baseline "
+            f"(an image's blank background): maps agree well above chance for that reason alone, "
+            f"and a student shares the teacher's evidence only as far as it beats the input row."
         ),
         image(fig("agreement"), "attribution agreement"),
         table(
             ["model", "Spearman", "cosine", "top-k overlap"],
             [
                 [n, a["spearman"], a["cosine"], a["topk_overlap"]]
-                for n, a in at["agreement"].items()
-            ],
+                for n, a in _ordered_items(at["agreement"], models)
+            ]
+            + _agreement_references(at),
         ),
         _skipped(at["skipped"]),
         "<h2>Faithfulness: do the attributions explain the model?</h2>",
@@ -185,7 +196,7 @@ def render_html(
             ["model", "deletion AUC", "random-order AUC", "infidelity"],
             [
                 [n, f["deletion_auc"], f["deletion_auc_random"], f["infidelity"]]
-                for n, f in fa.items()
+                for n, f in _ordered_items(fa, models)
             ],
         ),
         "<h2>Disagreements</h2>",
@@ -197,7 +208,7 @@ def render_html(
         image(fig("confusion"), "confusion matrices"),
         table(
             ["student", "test examples where it disagrees with the teacher"],
-            [[n, c] for n, c in dis["counts"].items()],
+            [[n, c] for n, c in _ordered_items(dis["counts"], models)],
         ),
         _per_class_accuracy(explain),
         _disagreement_block(dis, fig("disagreements")),
@@ -213,7 +224,82 @@ def render_html(
         ),
         "</body></html>",
     ]
-    return "\n".join(p for p in parts if p)
+    return with_contents("\n".join(p for p in parts if p))
+
+
+ROLES = ("teacher", "student", "readable", "deployed")
+
+
+def reading_order(models: dict[str, dict[str, Any]]) -> list[str]:
+    """Model names by record: teacher, students, each readable family (in the order the run made
+    them), deployed models; within a group the distilled model before its hard-label twin. Models
+    without a role keep their order, last."""
+    families = list(dict.fromkeys(m.get("family") for m in models.values()))
+
+    def key(item: tuple[int, tuple[str, dict[str, Any]]]) -> tuple:
+        i, (_, m) = item
+        role = m.get("role")
+        rank = ROLES.index(role) if role in ROLES else len(ROLES)
+        family = families.index(m.get("family")) if role == "readable" else 0
+        return (rank, family, m.get("trained_with") == "labels", i)
+
+    return [name for _, (name, _) in sorted(enumerate(models.items()), key=key)]
+
+
+def summary_rows(models: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The summary table's rows in :func:`reading_order`; a model this run did not train (a
+    loaded teacher, an int8 copy: 0 seconds) shows no training time rather than 0."""
+    return [
+        (n, {**models[n], "train_seconds": models[n].get("train_seconds") or None})
+        for n in reading_order(models)
+    ]
+
+
+_H2 = re.compile(r"<h2( [^>]*)?>(.*?)</h2>", re.S)
+
+
+def with_contents(page: str) -> str:
+    """Give every section heading an id and list them, linked, at the top of the page."""
+    entries: list[tuple[str, str]] = []
+
+    def anchor(match: re.Match) -> str:
+        if match.group(1):  # a heading with attributes of its own is left alone
+            return match.group(0)
+        words = re.sub(r"[^a-z0-9]+", "-", unescape(match.group(2)).lower()).strip("-")
+        slug = words or "section"
+        if any(slug == s for s, _ in entries):
+            slug = f"{slug}-{len(entries) + 1}"
+        entries.append((slug, match.group(2)))
+        return f'<h2 id="{slug}">{match.group(2)}</h2>'
+
+    page = _H2.sub(anchor, page)
+    if not entries:
+        return page
+    items = "".join(f'<li><a href="#{slug}">{title}</a></li>' for slug, title in entries)
+    nav = f"<nav class='contents' aria-label='contents'><strong>Contents</strong><ol>{items}</ol></nav>"
+    first = page.index(f'<h2 id="{entries[0][0]}">')
+    return page[:first] + nav + "\n" + page[first:]
+
+
+def _ordered_items(d: dict[str, Any], models: dict[str, dict[str, Any]]) -> list[tuple[str, Any]]:
+    """``d``'s items with its models in :func:`reading_order`, any others after them."""
+    order = [n for n in reading_order(models) if n in d]
+    return [(n, d[n]) for n in order + [n for n in d if n not in order]]
+
+
+def _agreement_references(at: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = [["chance (random ranking)", 0.0, 0.0, float(at["topk"])]]
+    base = at.get("input_agreement")
+    if base:
+        rows.append(
+            [
+                "the input alone (input − baseline)",
+                base["spearman"],
+                base["cosine"],
+                base["topk_overlap"],
+            ]
+        )
+    return rows
 
 
 def _gap_sentence(metrics: dict[str, Any]) -> str:
