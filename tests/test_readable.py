@@ -205,3 +205,28 @@ def test_every_readable_student_and_sweep_runs_through_the_cli(tmp_path, capsys)
     assert set(metrics["complexity_curves"]) == {"tree", "logistic", "soft_tree"}
     assert metrics["readable"]["transfer"]["n_examples"] == 2 * metrics["dataset"]["n_train"]
     assert (out / "figures" / "readable_logistic_kd_weights.png").is_file()
+
+
+def test_tree_rules_and_figure_come_from_the_json_in_the_inputs_units():
+    import matplotlib.pyplot as plt
+
+    from kdlens.readable import dataset_header, describe_tree
+    from kdlens.readable.figures import tree_figure, tree_rules
+
+    x = np.array([[0.0, 7.0], [1.0, 7.0], [9.0, 7.0], [10.0, 7.0]])  # raw units, not standardised
+    tree = SoftTargetTree(max_depth=2).fit(x, np.array([0, 0, 1, 1]))
+    entry = {"name": "tree_scratch", "trained_with": "labels", "tree": describe_tree(tree, 3)}
+    entry = json.loads(json.dumps(entry))
+    ds = dataset_header("tabular", (2,), ["no", "yes", "never"], ["dose", "age"])
+    rules = tree_rules(entry, ds).splitlines()
+    assert rules[1:] == [
+        "|--- dose <= 5",
+        "|   |--- class no (p = 1.00; 50.0% of training weight)",
+        "|--- dose >  5",
+        "|   |--- class yes (p = 1.00; 50.0% of training weight)",
+    ]
+    assert "tree_scratch (trained on hard labels)" in rules[0]
+    assert entry["tree"]["value"][0] == [0.5, 0.5, 0.0]  # a class never seen keeps its column
+    fig = tree_figure(entry, ds)
+    assert "dose ≤ 5" in [t.get_text().split("\n")[0] for t in fig.axes[0].texts]
+    plt.close(fig)

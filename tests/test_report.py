@@ -106,6 +106,32 @@ def test_report_command_on_a_folder_with_extra_models(smoke_run, tmp_path, capsy
     assert main(["report", str(run), "--render-only"]) == 0 and (run / "report.html").is_file()
 
 
+def test_rows_follow_the_records_and_the_page_has_a_contents_list():
+    from kdlens.report.html import reading_order, summary_rows, with_contents
+
+    readable = {"role": "readable", "trained_with": "labels"}
+    models = {
+        "kd_int8": {"role": "deployed", "train_seconds": 0.0},
+        "tree_scratch": {**readable, "family": "tree"},
+        "soft_tree_scratch": {**readable, "family": "soft_tree"},
+        "soft_tree_kd": {**readable, "family": "soft_tree", "trained_with": "teacher"},
+        "tree_kd": {**readable, "family": "tree", "trained_with": "teacher"},
+        "scratch": {"role": "student", "trained_with": "labels", "train_seconds": 2.5},
+        "kd": {"role": "student", "trained_with": "teacher"},
+        "teacher": {"role": "teacher", "train_seconds": 0.0},
+    }
+    assert reading_order(models) == [
+        "teacher", "kd", "scratch", "tree_kd", "tree_scratch", "soft_tree_kd",
+        "soft_tree_scratch", "kd_int8",
+    ]  # fmt: skip
+    seconds = {n: m["train_seconds"] for n, m in summary_rows(models)}
+    assert seconds["teacher"] is None and seconds["kd_int8"] is None and seconds["scratch"] == 2.5
+    page = with_contents("<h1>t</h1><h2>A &amp; b</h2><p>x</p><h2>A &amp; b</h2>")
+    assert page.startswith("<h1>t</h1><nav")
+    assert '<a href="#a-b">A &amp; b</a>' in page and '<h2 id="a-b">' in page
+    assert '<a href="#a-b-2">' in page and '<h2 id="a-b-2">' in page
+
+
 def test_report_command_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(tmp_path)]) == 2

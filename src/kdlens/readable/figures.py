@@ -274,7 +274,7 @@ def tree_figure(
     ax.set_ylim(-levels - 0.5, 0.5)
     ax.axis("off")
     ax.set_title(
-        _title(entry, f"first {levels} of {tree['depth']} levels (all rules below)"), fontsize=10
+        _title(entry, f"first {levels} of {tree['depth']} levels (rules below)"), fontsize=10
     )
     fig.tight_layout()
     return fig

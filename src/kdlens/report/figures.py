@@ -251,6 +251,7 @@ def _attribution_scales(fig: Figure, band: float) -> None:
         bar = fig.colorbar(
             ScalarMappable(Normalize(lo, 1), cmap), cax=cax, orientation="horizontal"
         )
+        bar.set_ticks([lo, (lo + 1) / 2, 1])
         bar.ax.tick_params(labelsize=7)
         bar.set_label(text, fontsize=8)
 
