@@ -213,15 +213,24 @@ def _faithfulness(inp, name, x, y, teacher_target, ig_teacher_target, base) -> d
     _, acc_random = faith.deletion_curve(
         model, x, y, ig_own, base, cfg.deletion_steps, "random", inp.seed
     )
+    infidelity = faith.infidelity(
+        model, x, own, ig_own, cfg.infidelity_samples, cfg.infidelity_noise, inp.seed
+    )
+    change = faith.output_change(
+        model, x, own, cfg.infidelity_samples, cfg.infidelity_noise, inp.seed
+    )
+    positive, kept = faith.kept_without_positive(model, x, ig_own, base)
     return {
         "fractions": fractions,
         "accuracy": acc,
         "accuracy_random": acc_random,
         "deletion_auc": faith.area_under(fractions, acc),
         "deletion_auc_random": faith.area_under(fractions, acc_random),
-        "infidelity": faith.infidelity(
-            model, x, own, ig_own, cfg.infidelity_samples, cfg.infidelity_noise, inp.seed
-        ),
+        "positive_share": positive,
+        "kept_without_positive": kept,
+        "infidelity": infidelity,
+        "output_change": change,
+        "relative_infidelity": infidelity / change if change > 0 else None,
     }
 
 

@@ -289,7 +289,7 @@ def agreement_figure(explain: dict[str, Any]) -> Figure | None:
             colors="k",
             linestyles="--",
             lw=1.2,
-            label="the input alone (x − baseline)",
+            label="the input alone (input − baseline)",
         )
     ax.set_xticks(range(3))
     ax.set_xticklabels(["Spearman", "cosine", f"top-{100 * at['topk']:g}% overlap"])
@@ -303,7 +303,7 @@ def deletion_figure(explain: dict[str, Any]) -> Figure | None:
     fa = explain["faithfulness"]
     if not fa:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), dpi=DPI)
     for j, (name, f) in enumerate(fa.items()):
         ax.plot(
             f["fractions"],
@@ -315,7 +315,7 @@ def deletion_figure(explain: dict[str, Any]) -> Figure | None:
     ax.set_xlabel("share of input features removed (dotted: in random order)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -183,22 +183,48 @@ def render_html(
             ]
             + _agreement_references(at),
         ),
+        _input_note(at),
         _skipped(at["skipped"]),
         "<h2>Faithfulness: do the attributions explain the model?</h2>",
         how(
             "Accuracy falls as the most-attributed input features are removed; a faithful "
             "explanation makes it fall faster than random removal (dotted), so lower deletion AUC "
-            "is better; lower infidelity means the attributions predict the effect of small noise better "
-            "(it is in squared logit units, so compare models with similar logit scales)."
+            "is better. Where most features have no attribution (an image's blank background), "
+            "the curve is flat once the positively attributed ones are gone, so the AUC is mostly "
+            'the share of examples whose answer survives their removal ("kept"): a model that '
+            "keeps it decides from interactions its IG spreads onto features it marks negative. "
+            "Lower infidelity means the attributions predict the effect of small noise better; it "
+            "is in squared logit units, so a model whose logits react more to the noise "
+            '("output change") gets more of it: the last column divides by that reaction '
+            "(0: IG predicts all of it, 1: none)."
         ),
         image(fig("deletion"), "deletion curves"),
         table(
-            ["model", "deletion AUC", "random-order AUC", "infidelity"],
             [
-                [n, f["deletion_auc"], f["deletion_auc_random"], f["infidelity"]]
+                "model",
+                "deletion AUC",
+                "random-order AUC",
+                "positive IG (share of features)",
+                "kept without it",
+                "infidelity",
+                "output change",
+                "infidelity ÷ output change",
+            ],
+            [
+                [
+                    n,
+                    f["deletion_auc"],
+                    f["deletion_auc_random"],
+                    f.get("positive_share"),
+                    f.get("kept_without_positive"),
+                    f["infidelity"],
+                    f.get("output_change"),
+                    f.get("relative_infidelity"),
+                ]
                 for n, f in _ordered_items(fa, models)
             ],
         ),
+        _teacher_faithfulness(fa),
         "<h2>Disagreements</h2>",
         how(
             "Rows are true classes and columns predictions (colour on a log scale): off-diagonal "
@@ -300,6 +326,55 @@ def _agreement_references(at: dict[str, Any]) -> list[list[Any]]:
             ]
         )
     return rows
+
+
+def _teacher_faithfulness(fa: dict[str, Any]) -> str:
+    """In words, why the teacher's faithfulness numbers differ from the students' (if they do)."""
+    t = fa.get("teacher")
+    others = [f for n, f in fa.items() if n != "teacher"]
+    if not t or not others or t.get("output_change") is None:
+        return ""
+
+    def median(key: str) -> float:
+        values = [f[key] for f in others if f.get(key) is not None]
+        return max(float(np.median(values)), 1e-12) if values else float("nan")
+
+    said = []
+    inf, change = (
+        t["infidelity"] / median("infidelity"),
+        t["output_change"] / median("output_change"),
+    )
+    if inf > 2 and change > 2:
+        said.append(
+            f"The teacher's infidelity is {inf:.0f}× the students' median, and its logits move "
+            f"{change:.0f}× more under the same noise: that reaction accounts for most of it "
+            f"(infidelity ÷ output change: teacher {t['relative_infidelity']:.2f}, students "
+            f"{median('relative_infidelity'):.2f} in the median)."
+        )
+    if t["deletion_auc"] > 1.5 * median("deletion_auc"):
+        said.append(
+            f"The teacher keeps its answer on {100 * t['kept_without_positive']:.0f}% of the "
+            f"examples once its positively attributed features ({100 * t['positive_share']:.0f}% "
+            f"of them) are removed, the students on {100 * median('kept_without_positive'):.0f}% "
+            f"in the median: that, more than a slower fall, is what its higher deletion AUC "
+            f"measures."
+        )
+    return f"<p>{escape(' '.join(said))}</p>" if said else ""
+
+
+def _input_note(at: dict[str, Any]) -> str:
+    """Which models agree with the teacher better than the input alone does, in words."""
+    base = at.get("input_agreement")
+    if not base or not at["agreement"]:
+        return ""
+    names = {"spearman": "Spearman", "cosine": "cosine", "topk_overlap": "top-k overlap"}
+    parts = []
+    for key, label in names.items():
+        if base[key] is None:
+            continue
+        above = [n for n, a in at["agreement"].items() if a[key] is not None and a[key] > base[key]]
+        parts.append(f"{label}: {', '.join(above) if above else 'none'}")
+    return f"<p>Models that beat the input alone ({escape('; '.join(parts))}).</p>"
 
 
 def _gap_sentence(metrics: dict[str, Any]) -> str:

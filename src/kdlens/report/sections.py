@@ -28,7 +28,9 @@ def deploy_section(run: RunFolder, metrics: dict[str, Any]) -> str:
     if not path.is_file():
         return ""
     data: dict[str, Any] = run.read_json(path)
-    rows = [[r["name"]] + [r.get(key) for key, _ in COMPRESSION_COLUMNS] for r in data["rows"]]
+    order = {n: i for i, n in enumerate(reading_order(metrics.get("models", {})))}
+    ordered_rows = sorted(data["rows"], key=lambda r: order.get(r["name"], len(order)))
+    rows = [[r["name"]] + [r.get(key) for key, _ in COMPRESSION_COLUMNS] for r in ordered_rows]
     steps = " → ".join(dict.fromkeys(str(r["stage"]) for r in data["rows"]))  # only steps taken
     return "\n".join(
         [
@@ -53,6 +55,7 @@ READABLE_COLUMNS = [
     ("params", "parameters"),
 ]
 MAX_RULES_LINES = 80
+RULES_DEPTH = 4  # in the page; the rules file has more (readable.figures.RULES_DEPTH)
 
 
 def readable_section(run: RunFolder, metrics: dict[str, Any]) -> str:
@@ -111,17 +114,20 @@ def readable_section(run: RunFolder, metrics: dict[str, Any]) -> str:
         parts += [image(run.figure(p.stem), p.stem) for p in planned if p.model == name]
         if "tree" in entry:
             parts.append(
-                _rules_block(tree_rules(entry, doc["dataset"]), run.relative(run.rules(name)))
+                _rules_block(
+                    tree_rules(entry, doc["dataset"], RULES_DEPTH), run.relative(run.rules(name))
+                )
             )
     return "\n".join(parts)
 
 
 def _rules_block(text: str, file: str) -> str:
-    """The first MAX_RULES_LINES whole lines of the rules, and where the rest is."""
+    """The rules of the first RULES_DEPTH levels, at most MAX_RULES_LINES whole lines of them,
+    and where the deeper ones are."""
     lines = text.splitlines()
-    note = f"the rules, also in {file}"
+    note = f"the rules of the first {RULES_DEPTH} levels; deeper ones in {file}"
     if len(lines) > MAX_RULES_LINES:
-        note = f"first {MAX_RULES_LINES} of {len(lines)} lines of the rules; all in {file}"
+        note = f"the first {MAX_RULES_LINES} of {len(lines)} lines; {note}"
         lines = lines[:MAX_RULES_LINES] + ["..."]
     return f"<p class='muted'>{escape(note)}</p><pre>{escape(chr(10).join(lines))}</pre>"
 
