@@ -107,7 +107,8 @@ def test_report_command_on_a_folder_with_extra_models(smoke_run, tmp_path, capsy
 
 
 def test_rows_follow_the_records_and_the_page_has_a_contents_list():
-    from kdlens.report.html import reading_order, summary_rows, with_contents
+    from kdlens.report.html import with_contents
+    from kdlens.report.order import reading_order, summary_rows
 
     readable = {"role": "readable", "trained_with": "labels"}
     models = {

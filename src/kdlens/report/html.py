@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from kdlens.report.notes import agreement_references, input_note, teacher_faithfulness
+from kdlens.report.order import ordered_items, summary_rows
+
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
@@ -144,7 +147,7 @@ def render_html(
         image(fig("similarity_models"), "class similarity per model"),
         table(
             ["model", "distance at T=1", f"distance at T={t:g}"],
-            [[n, d.get("1"), d.get("distill")] for n, d in _ordered_items(dk["distance"], models)],
+            [[n, d.get("1"), d.get("distill")] for n, d in ordered_items(dk["distance"], models)],
         ),
         how(
             "Higher T spreads the soft targets: pick a T where the entropy is well above its T=1 "
@@ -179,11 +182,11 @@ def render_html(
             ["model", "Spearman", "cosine", "top-k overlap"],
             [
                 [n, a["spearman"], a["cosine"], a["topk_overlap"]]
-                for n, a in _ordered_items(at["agreement"], models)
+                for n, a in ordered_items(at["agreement"], models)
             ]
-            + _agreement_references(at),
+            + agreement_references(at),
         ),
-        _input_note(at),
+        input_note(at),
         _skipped(at["skipped"]),
         "<h2>Faithfulness: do the attributions explain the model?</h2>",
         how(
@@ -221,10 +224,10 @@ def render_html(
                     f.get("output_change"),
                     f.get("relative_infidelity"),
                 ]
-                for n, f in _ordered_items(fa, models)
+                for n, f in ordered_items(fa, models)
             ],
         ),
-        _teacher_faithfulness(fa),
+        teacher_faithfulness(fa),
         "<h2>Disagreements</h2>",
         how(
             "Rows are true classes and columns predictions (colour on a log scale): off-diagonal "
@@ -234,7 +237,7 @@ def render_html(
         image(fig("confusion"), "confusion matrices"),
         table(
             ["student", "test examples where it disagrees with the teacher"],
-            [[n, c] for n, c in _ordered_items(dis["counts"], models)],
+            [[n, c] for n, c in ordered_items(dis["counts"], models)],
         ),
         _per_class_accuracy(explain),
         _disagreement_block(dis, fig("disagreements")),
@@ -251,34 +254,6 @@ def render_html(
         "</body></html>",
     ]
     return with_contents("\n".join(p for p in parts if p))
-
-
-ROLES = ("teacher", "student", "readable", "deployed")
-
-
-def reading_order(models: dict[str, dict[str, Any]]) -> list[str]:
-    """Model names by record: teacher, students, each readable family (in the order the run made
-    them), deployed models; within a group the distilled model before its hard-label twin. Models
-    without a role keep their order, last."""
-    families = list(dict.fromkeys(m.get("family") for m in models.values()))
-
-    def key(item: tuple[int, tuple[str, dict[str, Any]]]) -> tuple:
-        i, (_, m) = item
-        role = m.get("role")
-        rank = ROLES.index(role) if role in ROLES else len(ROLES)
-        family = families.index(m.get("family")) if role == "readable" else 0
-        return (rank, family, m.get("trained_with") == "labels", i)
-
-    return [name for _, (name, _) in sorted(enumerate(models.items()), key=key)]
-
-
-def summary_rows(models: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """The summary table's rows in :func:`reading_order`; a model this run did not train (a
-    loaded teacher, an int8 copy: 0 seconds) shows no training time rather than 0."""
-    return [
-        (n, {**models[n], "train_seconds": models[n].get("train_seconds") or None})
-        for n in reading_order(models)
-    ]
 
 
 _H2 = re.compile(r"<h2( [^>]*)?>(.*?)</h2>", re.S)
@@ -305,76 +280,6 @@ def with_contents(page: str) -> str:
     nav = f"<nav class='contents' aria-label='contents'><strong>Contents</strong><ol>{items}</ol></nav>"
     first = page.index(f'<h2 id="{entries[0][0]}">')
     return page[:first] + nav + "\n" + page[first:]
-
-
-def _ordered_items(d: dict[str, Any], models: dict[str, dict[str, Any]]) -> list[tuple[str, Any]]:
-    """``d``'s items with its models in :func:`reading_order`, any others after them."""
-    order = [n for n in reading_order(models) if n in d]
-    return [(n, d[n]) for n in order + [n for n in d if n not in order]]
-
-
-def _agreement_references(at: dict[str, Any]) -> list[list[Any]]:
-    rows: list[list[Any]] = [["chance (random ranking)", 0.0, 0.0, float(at["topk"])]]
-    base = at.get("input_agreement")
-    if base:
-        rows.append(
-            [
-                "the input alone (input − baseline)",
-                base["spearman"],
-                base["cosine"],
-                base["topk_overlap"],
-            ]
-        )
-    return rows
-
-
-def _teacher_faithfulness(fa: dict[str, Any]) -> str:
-    """In words, why the teacher's faithfulness numbers differ from the students' (if they do)."""
-    t = fa.get("teacher")
-    others = [f for n, f in fa.items() if n != "teacher"]
-    if not t or not others or t.get("output_change") is None:
-        return ""
-
-    def median(key: str) -> float:
-        values = [f[key] for f in others if f.get(key) is not None]
-        return max(float(np.median(values)), 1e-12) if values else float("nan")
-
-    said = []
-    inf, change = (
-        t["infidelity"] / median("infidelity"),
-        t["output_change"] / median("output_change"),
-    )
-    if inf > 2 and change > 2:
-        said.append(
-            f"The teacher's infidelity is {inf:.0f}× the students' median, and its logits move "
-            f"{change:.0f}× more under the same noise: that reaction accounts for most of it "
-            f"(infidelity ÷ output change: teacher {t['relative_infidelity']:.2f}, students "
-            f"{median('relative_infidelity'):.2f} in the median)."
-        )
-    if t["deletion_auc"] > 1.5 * median("deletion_auc"):
-        said.append(
-            f"The teacher keeps its answer on {100 * t['kept_without_positive']:.0f}% of the "
-            f"examples once its positively attributed features ({100 * t['positive_share']:.0f}% "
-            f"of them) are removed, the students on {100 * median('kept_without_positive'):.0f}% "
-            f"in the median: that, more than a slower fall, is what its higher deletion AUC "
-            f"measures."
-        )
-    return f"<p>{escape(' '.join(said))}</p>" if said else ""
-
-
-def _input_note(at: dict[str, Any]) -> str:
-    """Which models agree with the teacher better than the input alone does, in words."""
-    base = at.get("input_agreement")
-    if not base or not at["agreement"]:
-        return ""
-    names = {"spearman": "Spearman", "cosine": "cosine", "topk_overlap": "top-k overlap"}
-    parts = []
-    for key, label in names.items():
-        if base[key] is None:
-            continue
-        above = [n for n, a in at["agreement"].items() if a[key] is not None and a[key] > base[key]]
-        parts.append(f"{label}: {', '.join(above) if above else 'none'}")
-    return f"<p>Models that beat the input alone ({escape('; '.join(parts))}).</p>"
 
 
 def _gap_sentence(metrics: dict[str, Any]) -> str:

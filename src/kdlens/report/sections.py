@@ -5,7 +5,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from kdlens.report.html import how, image, reading_order, table
+from kdlens.report.html import how, image, table
+from kdlens.report.order import reading_order
 from kdlens.run import RunFolder
 
 COMPRESSION_COLUMNS = [
