@@ -18,8 +18,8 @@ import torch
 
 from kdlens.config import load_config
 from kdlens.distill import compute_logits
-from kdlens.stages.readable import readable_stage
 from kdlens.pipeline import prepare
+from kdlens.stages.readable import run as readable_stage
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ import torch
 from kdlens.config import AugmentConfig, ModelSpec, ReadableConfig, TrainConfig, load_config
 from kdlens.distill import compute_logits
 from kdlens.evaluate.metrics import accuracy, fidelity
-from kdlens.stages.readable import train_soft_trees
 from kdlens.pipeline import prepare
+from kdlens.stages.readable import train_soft_trees
 
 # recipe -> (temperature, alpha, augment shift, lr, epochs[, balance penalty])
 RECIPES: dict[str, tuple] = {

@@ -23,14 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdlens.weights import load_weights
 from kdlens.config import load_config
 from kdlens.data import Normalizer, Split, create_dataset, make_split
 from kdlens.evaluate.metrics import accuracy, fidelity
-from kdlens.stages.readable import augmented_copies
-from kdlens.explain.surrogates import TransferSet, fit_pair
-from kdlens.explain.teachers import teacher_probabilities
 from kdlens.models import create_model
+from kdlens.readable import (
+    TransferSet,
+    augmented_copies,
+    features_for,
+    fit_pair,
+    teacher_probabilities,
+)
+from kdlens.weights import load_weights
 
 DEPTHS = [1, 2, 3, 4, 6, 8, 10, 12]
 CS = [0.003, 0.01, 0.03, 0.1, 1.0]
@@ -85,9 +89,10 @@ def one_seed(ds, split, teacher, seed: int, depths, cs, copies: int) -> dict:
         curve = {"values": values}
         for value in values:
             start = time.perf_counter()
-            for fitted in fit_pair(family, transfer, value, 1.0, seed):
-                arm = fitted.name.split("_")[-1]
-                logits = fitted.logits(t_raw, t_norm, ds.num_classes)
+            pair = fit_pair(family, transfer, value, 1.0, seed)
+            for arm, fitted in zip(("kd", "scratch"), pair, strict=True):
+                x = features_for(fitted, t_raw, t_norm)
+                logits = torch.as_tensor(fitted.logits(x, ds.num_classes), dtype=torch.float32)
                 curve.setdefault(arm, {"fidelity": [], "accuracy": []})
                 curve[arm]["fidelity"].append(fidelity(logits, t_logits))
                 curve[arm]["accuracy"].append(accuracy(logits, t_y))

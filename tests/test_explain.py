@@ -126,6 +126,22 @@ def test_deletion_curve_faster_than_random_and_infidelity_of_gradient_is_zero():
     assert faith.infidelity(model, x, y, torch.randn(80, d), 5, 0.1) > 1e-4
 
 
+def test_output_change_and_what_survives_without_positive_attributions():
+    d = 50
+    model = _linear(d, 3, 0)
+    x = torch.randn(400, d)
+    y = model(x).argmax(-1)
+    # A linear model's logit changes by w_y . eps: its mean square is noise^2 |w_y|^2.
+    expected = float((0.1**2 * (model[1].weight[y] ** 2).sum(1)).mean())
+    assert faith.output_change(model, x, y, 20, 0.1) == pytest.approx(expected, rel=0.05)
+    identity = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        identity[1].weight.copy_(torch.eye(2))  # logits = x
+    x2, base = torch.tensor([[2.0, 1.0], [2.0, 1.0]]), torch.zeros(1, 2)
+    a = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])  # the first removes class 0's evidence
+    assert faith.kept_without_positive(identity, x2, a, base) == (0.5, 0.5)
+
+
 def _inputs(student_seed: int | None, class_names=None) -> ExplainInputs:
     torch.manual_seed(0)
     x = torch.rand(60, 1, 8, 8)

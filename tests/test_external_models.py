@@ -273,7 +273,7 @@ def cancer():
 def test_sklearn_teacher_from_skops_gives_log_proba_of_raw_features(tmp_path, cancer):
     sio = pytest.importorskip("skops.io")
     from kdlens.data import Normalizer
-    from kdlens.explain.teachers import SklearnTeacher  # the old home re-exports it
+    from kdlens.readable import SklearnTeacher  # readable students' teachers re-export it
 
     x, _, model = cancer
     sio.dump(model, tmp_path / "gb.skops")

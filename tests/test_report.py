@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,7 +43,9 @@ def test_smoke_run_writes_report_and_metrics_keys(smoke_run):
     out, metrics = smoke_run
     page = (out / "report.html").read_text()
     _self_contained(page)
-    assert page.index("<h2>Summary</h2>") < page.index("Dark knowledge")
+    assert page.index('<h2 id="summary">Summary</h2>') < page.index('<h2 id="dark-knowledge')
+    contents = page[page.index("<nav") : page.index("</nav>")]
+    assert '<a href="#summary">Summary</a>' in contents and "#readable-students" in contents
     images = _images(page)
     assert len(images) == len(list((out / "figures").glob("*.png"))) >= 8
     for img in images:  # decodes, has pixels, and is not a blank canvas
@@ -102,6 +106,33 @@ def test_report_command_on_a_folder_with_extra_models(smoke_run, tmp_path, capsy
     assert main(["report", str(run), "--render-only"]) == 0 and (run / "report.html").is_file()
 
 
+def test_rows_follow_the_records_and_the_page_has_a_contents_list():
+    from kdlens.report.html import with_contents
+    from kdlens.report.order import reading_order, summary_rows
+
+    readable = {"role": "readable", "trained_with": "labels"}
+    models = {
+        "kd_int8": {"role": "deployed", "train_seconds": 0.0},
+        "tree_scratch": {**readable, "family": "tree"},
+        "soft_tree_scratch": {**readable, "family": "soft_tree"},
+        "soft_tree_kd": {**readable, "family": "soft_tree", "trained_with": "teacher"},
+        "tree_kd": {**readable, "family": "tree", "trained_with": "teacher"},
+        "scratch": {"role": "student", "trained_with": "labels", "train_seconds": 2.5},
+        "kd": {"role": "student", "trained_with": "teacher"},
+        "teacher": {"role": "teacher", "train_seconds": 0.0},
+    }
+    assert reading_order(models) == [
+        "teacher", "kd", "scratch", "tree_kd", "tree_scratch", "soft_tree_kd",
+        "soft_tree_scratch", "kd_int8",
+    ]  # fmt: skip
+    seconds = {n: m["train_seconds"] for n, m in summary_rows(models)}
+    assert seconds["teacher"] is None and seconds["kd_int8"] is None and seconds["scratch"] == 2.5
+    page = with_contents("<h1>t</h1><h2>A &amp; b</h2><p>x</p><h2>A &amp; b</h2>")
+    assert page.startswith("<h1>t</h1><nav")
+    assert '<a href="#a-b">A &amp; b</a>' in page and '<h2 id="a-b">' in page
+    assert '<a href="#a-b-2">' in page and '<h2 id="a-b-2">' in page
+
+
 def test_report_command_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(tmp_path)]) == 2
@@ -144,29 +175,73 @@ CHROMIUM = next(
 )
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not on PATH")
-def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
-    path, _ = _evil_report(tmp_path)
+# Appended to a copy of the page (the report itself has no scripts): after the page has loaded,
+# it writes what a reader would meet into the DOM, which --dump-dom prints.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const broken = [...document.images]
+    .filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.alt);
+  const links = [...document.querySelectorAll("nav.contents a")].map((a) => a.getAttribute("href"));
+  const dead = links.filter((h) => !h.startsWith("#") || !document.getElementById(h.slice(1)));
+  const out = document.createElement("pre");
+  out.id = "kdlens-probe";
+  out.textContent = JSON.stringify({images: document.images.length, broken, links, dead});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _open_in_chromium(page: Path, tmp_path: Path) -> tuple[dict, list[str]]:
+    """What the probe saw, and the page's console messages, in headless Chromium."""
+    probed = tmp_path / f"probed_{page.parent.name}.html"
+    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
     result = subprocess.run(
         [
             CHROMIUM,
             "--headless",
             "--disable-gpu",
             "--no-sandbox",
+            "--no-first-run",
+            "--disable-quic",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
             "--enable-logging=stderr",
             "--v=0",
+            "--virtual-time-budget=10000",
             "--dump-dom",
-            path.resolve().as_uri(),
+            probed.resolve().as_uri(),
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "<h2>Summary</h2>" in result.stdout
+    found = re.search(r'<pre id="kdlens-probe">(.*?)</pre>', result.stdout, re.S)
+    assert found, "the page never finished loading"
     console = [ln for ln in result.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+    return json.loads(html.unescape(found.group(1))), console
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not on PATH")
+def test_smoke_report_in_headless_chromium(smoke_run, tmp_path):
+    """No console errors, every image decodes, every contents link lands on a section."""
+    out, _ = smoke_run
+    seen, console = _open_in_chromium(out / "report.html", tmp_path)
     assert not console, console
+    assert seen["images"] >= 8 and not seen["broken"], seen
+    assert {"#summary", "#readable-students"} <= set(seen["links"]) and not seen["dead"], seen
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not on PATH")
+def test_escaped_report_runs_no_script_in_headless_chromium(tmp_path):
+    path, evil = _evil_report(tmp_path)
+    seen, console = _open_in_chromium(path, tmp_path)
+    assert not console, console  # the class name's alert(1) stays text
+    assert seen["images"] >= 8 and not seen["broken"] and not seen["dead"], seen
 
 
 def test_run_with_tensorboard_writes_one_event_run_per_model(tmp_path):

@@ -90,27 +90,36 @@ def test_soft_tree_arguments_are_checked():
 
 
 @pytest.mark.parametrize("shape, kind", [((1, 8, 8), "image"), ((5,), "tabular")])
-def test_soft_tree_figures_draw_for_images_and_tables(shape, kind):
+def test_soft_tree_figures_draw_from_its_json_description(shape, kind):
+    import json
+
     import matplotlib.pyplot as plt
 
-    from kdlens.explain.readable_figures import (
+    from kdlens.readable import dataset_header, describe_soft_tree
+    from kdlens.readable.figures import (
         soft_tree_leaves_figure,
         soft_tree_nodes_figure,
         soft_tree_path_figure,
     )
 
     tree = create_model("soft_tree", shape, 3, depth=3).eval()
-    names = [f"f{i}" for i in range(math.prod(shape))]
-    classes = ["a", "b", "c"]
     x = torch.randn(1, *shape)
-    path = soft_tree_path_figure(tree, x, kind, shape, names, classes)
-    titles = [ax.get_title() for ax in path.axes]
+    entry = {
+        "name": "soft_tree_kd",
+        "trained_with": "teacher",
+        "soft_tree": describe_soft_tree(tree, x, x[0].numpy(), 2, kind),
+    }
+    entry = json.loads(json.dumps(entry))  # what the figures get is what readable.json holds
     leaf = int(tree.most_probable_leaf(x)[0])
+    assert entry["soft_tree"]["path"]["leaf"] == leaf
+    assert [s["node"] for s in entry["soft_tree"]["path"]["steps"]] == [
+        node for node, _ in tree.path_nodes(leaf, 3)
+    ]
+    ds = dataset_header(kind, shape, ["a", "b", "c"], [f"f{i}" for i in range(5)])
+    path = soft_tree_path_figure(entry, ds)
+    titles = [ax.get_title() for ax in path.axes]
     assert f"leaf {leaf}" in titles and sum(t.startswith("node ") for t in titles) == 3
-    for fig in (
-        path,
-        soft_tree_nodes_figure(tree, kind, shape, names),
-        soft_tree_leaves_figure(tree, classes),
-    ):
+    assert "soft_tree_kd (distilled from the teacher)" in path._suptitle.get_text()
+    for fig in (path, soft_tree_nodes_figure(entry, ds), soft_tree_leaves_figure(entry, ds)):
         assert fig.axes
         plt.close(fig)

@@ -2,7 +2,7 @@
 
 The teacher is any classifier with ``predict_proba`` (fitted here if it is not yet). The student
 is either a scikit-learn classifier, fitted to the teacher's soft targets as sample-weighted rows
-(``kdlens.explain.surrogates.soft_label_rows``: one row per example and class, weighted by the
+(through ``kdlens.readable.SoftTargetClassifier``: one row per example and class, weighted by the
 teacher's probability), or the name of a kdlens torch model (``"mlp"``, ``"soft_tree"``...),
 trained with ``kdlens.train.fit`` and the KD distiller on standardised features.
 
@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
-from kdlens.explain.surrogates import make_surrogate, soft_label_rows, soft_targets_np
+from kdlens.readable import SoftTargetClassifier, SoftTargetTree, augmented_copies
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data
@@ -40,7 +40,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     ----------
     teacher : classifier with predict_proba, default GradientBoostingClassifier()
         Used as is when already fitted, else a clone is fitted on ``(X, y)``.
-    student : scikit-learn classifier or kdlens model name, default a decision tree
+    student : scikit-learn classifier or kdlens model name, default ``SoftTargetTree()``
         A scikit-learn student must accept ``sample_weight`` in ``fit``.
     temperature : the student imitates softmax(log p_teacher / T); its probabilities are put
         back on the teacher's scale (T log q) when predicted.
@@ -162,7 +162,6 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         import torch
 
         from kdlens.data.transforms import Normalizer
-        from kdlens.stages.readable import augmented_copies
 
         x = torch.tensor(X, dtype=torch.float32)
         copies = augmented_copies(x, self.n_copies, 1, Normalizer.fit(x), int(rng.randint(2**31)))
@@ -176,7 +175,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     def _fit_student(self, X, y_index, probs, rng, soft: bool) -> Any:
         if self._is_torch():
             return self._fit_torch(X, y_index, probs, rng, soft)
-        student = self.student if self.student is not None else make_surrogate("tree")
+        student = self.student if self.student is not None else SoftTargetTree()
         if not hasattr(student, "fit") or not callable(getattr(student, "predict_proba", None)):
             raise ValueError(
                 f"the student must be a classifier with predict_proba or a kdlens model name, "
@@ -189,10 +188,10 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"the student {type(student).__name__} takes no sample_weight, which soft targets need"
             )
-        rows, labels, weights = soft_label_rows(X, soft_targets_np(probs, self.temperature))
         # As much total weight as the labelled data: copies must not weaken regularisation.
-        n_labelled = len(y_index)
-        return student.fit(rows, labels, sample_weight=weights * n_labelled / len(X))
+        weight = np.full(len(X), len(y_index) / len(X))
+        soft = SoftTargetClassifier(student, self.temperature).fit(X, probs, sample_weight=weight)
+        return soft.estimator_  # the student itself, fitted on the teacher's weighted rows
 
     def _fit_torch(self, X, y_index, probs, rng, soft: bool) -> Any:
         import torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import matplotlib
@@ -43,14 +44,27 @@ def accuracy_vs_size(table: dict[str, Any]) -> Figure:
                 textcoords="offset points",
             )
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    _label_log_axis(ax.xaxis, *ax.get_xlim())
     ax.set_xlabel("size on disk (MB, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy against size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def _label_log_axis(axis, lo: float, hi: float) -> None:
+    """Plain numbers on a log axis, and minor-tick labels only where they have room: every one
+    within 0.6 decades, 2 and 5 within two, none beyond (every one always ran together, as in
+    "0.60.70.80.91")."""
+    decades = math.log10(hi / lo) if lo > 0 else math.inf
+    keep = set(range(1, 10)) if decades <= 0.6 else {2, 5} if decades <= 2 else set()
+
+    def minor(v: float, _) -> str:
+        return f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in keep else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def pruning_curves(rows: list[dict[str, Any]]) -> Figure:
@@ -85,3 +99,12 @@ def pruning_curves(rows: list[dict[str, Any]]) -> Figure:
     fig.suptitle("Pruning the distilled student")
     fig.tight_layout()
     return fig
+
+
+def save_plots(folder, table: dict[str, Any], pruning: list[dict[str, Any]] | None) -> None:
+    """Draw the saved deploy results into the run ``folder`` (a ``RunFolder``): the deploy stage
+    after saving them, ``kdlens report`` again from the files."""
+    accuracy_vs_size(table).savefig(folder.compression_plot, dpi=120, bbox_inches="tight")
+    if pruning:
+        pruning_curves(pruning).savefig(folder.pruning_plot, dpi=120, bbox_inches="tight")
+    plt.close("all")

@@ -175,16 +175,20 @@ def attributions_and_faithfulness(
             log.warning("report: no attributions for %r (%s)", name, e)
             skipped[name] = f"{type(e).__name__}: {e}"
             ig.pop(name, None)
-    agreement = {}
+    agreement, input_agreement = {}, None
     if "teacher" in ig:
         agreement = {
             n: attr.agreement(ig["teacher"], a, cfg.topk) for n, a in ig.items() if n != "teacher"
         }
+        # IG is (x - baseline) x mean gradient, so every model's map starts from the input: how
+        # far the input alone agrees with the teacher is the level a student must beat.
+        input_agreement = attr.agreement(ig["teacher"], x - base, cfg.topk)
     attributions = {
         "agreement_method": AGREEMENT_METHOD,
         "n_examples": len(sel),
         "topk": cfg.topk,
         "chance_topk_overlap": cfg.topk,
+        "input_agreement": input_agreement,
         "agreement": agreement,
         "skipped": skipped,
         "examples": [
@@ -216,15 +220,24 @@ def _faithfulness(inp, name, x, y, teacher_target, ig_teacher_target, base) -> d
     _, acc_random = faith.deletion_curve(
         model, x, y, ig_own, base, cfg.deletion_steps, "random", inp.seed
     )
+    infidelity = faith.infidelity(
+        model, x, own, ig_own, cfg.infidelity_samples, cfg.infidelity_noise, inp.seed
+    )
+    change = faith.output_change(
+        model, x, own, cfg.infidelity_samples, cfg.infidelity_noise, inp.seed
+    )
+    positive, kept = faith.kept_without_positive(model, x, ig_own, base)
     return {
         "fractions": fractions,
         "accuracy": acc,
         "accuracy_random": acc_random,
         "deletion_auc": faith.area_under(fractions, acc),
         "deletion_auc_random": faith.area_under(fractions, acc_random),
-        "infidelity": faith.infidelity(
-            model, x, own, ig_own, cfg.infidelity_samples, cfg.infidelity_noise, inp.seed
-        ),
+        "positive_share": positive,
+        "kept_without_positive": kept,
+        "infidelity": infidelity,
+        "output_change": change,
+        "relative_infidelity": infidelity / change if change > 0 else None,
     }
 
 

@@ -86,3 +86,47 @@ def infidelity(
             normalize=True,
         )
     return float(scores.float().mean())
+
+
+@torch.no_grad()
+def output_change(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    n_perturb_samples: int = 10,
+    noise: float = 0.1,
+    seed: int = 0,
+) -> float:
+    """Mean squared change of the ``target`` logit under the noise :func:`infidelity` uses.
+
+    Infidelity is in these units (squared logits): a model whose output reacts more to the noise
+    gets a larger infidelity for equally good attributions; dividing by this makes it comparable
+    across models (0: the attributions predict all of the change, about 1: none of it).
+    """
+    device = next((p.device for p in model.parameters()), x.device)
+    x, target = x.to(device), target.to(device)
+    g = torch.Generator(device=device).manual_seed(seed + 1)
+    clean = model(x).gather(1, target[:, None])
+    total = 0.0
+    for _ in range(n_perturb_samples):
+        eps = torch.randn(x.shape, generator=g, device=device) * noise
+        total += float(((clean - model(x - eps).gather(1, target[:, None])) ** 2).mean())
+    return total / n_perturb_samples
+
+
+@torch.no_grad()
+def kept_without_positive(
+    model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, baseline: torch.Tensor
+) -> tuple[float, float]:
+    """(share of features with positive attribution, share of examples whose predicted class
+    survives replacing all of them by the baseline).
+
+    On images with a blank background few features have positive IG, so a deletion curve is flat
+    once they are gone: its area is mostly the second number.
+    """
+    device = next((p.device for p in model.parameters()), x.device)
+    positive = attributions > 0
+    removed = torch.where(positive, baseline.expand_as(x), x)
+    before = model(x.to(device)).argmax(-1)
+    after = model(removed.to(device)).argmax(-1)
+    return float(positive.float().mean()), float((before == after).float().mean())

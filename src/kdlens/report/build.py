@@ -28,6 +28,22 @@ def render_report(
     return folder.report
 
 
+def redraw_stage_figures(folder: RunFolder) -> None:
+    """Redraw the figures other stages drew from the JSON they saved (readable students'
+    figures and rules, deployment plots), so ``kdlens report`` draws them with this code too."""
+    if folder.readable_results.is_file():
+        from kdlens.readable.figures import save_readable_figures
+
+        doc = folder.read_json(folder.readable_results)
+        save_readable_figures(doc, folder.figure, folder.rules)
+    if folder.compression_table.is_file():
+        from kdlens.deploy.figures import save_plots
+
+        table = folder.read_json(folder.compression_table)
+        pruning = folder.read_json(folder.pruning_table) if folder.pruning_table.is_file() else None
+        save_plots(folder, table, pruning)
+
+
 def explain_and_save(folder: RunFolder, inp) -> dict[str, Any]:
     """explain.json and every model's test logits (so a report can redo models it cannot
     rebuild, such as surrogates)."""
@@ -71,10 +87,12 @@ def report_run(
             add_explain_keys(metrics["models"], explain)
             metrics.setdefault("timings", {})["explain"] = time.perf_counter() - start
             folder.write_json(folder.metrics, metrics)
+            redraw_stage_figures(folder)
             return render_report(folder, explain, metrics)
     if not folder.explain.is_file():
         raise KdlensError(f"{folder.explain} not found; run `kdlens report {folder.path}` first")
     with folder.locked():
         explain = folder.read_json(folder.explain)
         metrics = folder.read_json(folder.metrics)
+        redraw_stage_figures(folder)
         return render_report(folder, explain, metrics)

@@ -77,23 +77,28 @@ def _matrix_axes(ax, m: np.ndarray, labels: list[str], title: str, aspect: str =
 
 
 def similarity_figure(explain: dict[str, Any], key: str) -> Figure:
-    """Teacher's class-similarity matrix at one temperature, clustered, with the dendrogram."""
+    """Teacher's class-similarity matrix at one temperature, clustered, with the dendrogram drawn
+    on the matrix's top edge: leaf i stands over column i."""
     from scipy.cluster.hierarchy import dendrogram
 
     dk = explain["dark_knowledge"]
     order = dk["order"]
     m = np.asarray(dk["matrices"][key]["teacher"], dtype=float)[np.ix_(order, order)]
-    fig = plt.figure(figsize=(5.2, 6.2), dpi=DPI)
-    top = fig.add_axes((0.15, 0.78, 0.62, 0.17))
+    fig = plt.figure(figsize=(5.4, 6.4), dpi=DPI)
     ax = fig.add_axes((0.15, 0.1, 0.62, 0.62))
+    t = dk["temperatures"][key]
+    im = _matrix_axes(ax, m, _names(explain, order), "", aspect="auto")
+    box = ax.get_position()
+    # Same left edge and width as the matrix, bottom on its top edge, so no gap and no overhang.
+    top = fig.add_axes((box.x0, box.y1, box.width, 0.17))
     if dk["linkage"]:
         dendrogram(np.asarray(dk["linkage"]), ax=top, no_labels=True, color_threshold=0)
-        top.set_xlim(0, 10 * len(order))  # scipy puts leaf i at x = 10 i + 5: under column i
+        top.set_xlim(0, 10 * len(order))  # scipy puts leaf i at x = 10 i + 5: over column i
+        top.set_ylim(bottom=0)
     top.axis("off")
-    t = dk["temperatures"][key]
-    im = _matrix_axes(ax, m, _names(explain, order), f"teacher, T = {t:g}", aspect="auto")
-    cax = fig.add_axes((0.8, 0.1, 0.03, 0.62))
+    cax = fig.add_axes((box.x1 + 0.03, box.y0, 0.03, box.height))
     fig.colorbar(im, cax=cax).set_label("mean probability (off-diagonal)", fontsize=7)
+    fig.suptitle(f"teacher's class similarity, T = {t:g} (clustered)", fontsize=9, y=0.97)
     return fig
 
 
@@ -128,25 +133,43 @@ def entropy_figure(explain: dict[str, Any]) -> Figure:
     return fig
 
 
+PROB_FLOOR = 1e-6  # the log axis's floor: smaller probabilities are drawn at it, hatched
+
+
 def _prob_bars(ax, probs: dict[str, list[float]], labels: list[str]) -> None:
     k = len(labels)
     width = 0.8 / max(1, len(probs))
     for j, (name, p) in enumerate(probs.items()):
-        ax.bar(np.arange(k) + j * width - 0.4 + width / 2, p, width, label=safe_text(name))
+        p = np.asarray(p, dtype=float)
+        below = p < PROB_FLOOR
+        bars = ax.bar(
+            np.arange(k) + j * width - 0.4 + width / 2,
+            np.maximum(p, PROB_FLOOR),
+            width,
+            color=f"C{j}",
+            label=safe_text(name),
+        )
+        for bar, low in zip(bars, below, strict=True):
+            if low:  # would vanish below the axis: a faint hatched stub says "less than this"
+                bar.set_alpha(0.35)
+                bar.set_hatch("////")
     # Log scale: the wrong-class probabilities that carry dark knowledge span many decades.
     ax.set_yscale("log")
-    ax.set_ylim(1e-6, 1.5)
+    ax.set_ylim(PROB_FLOOR / 4, 1.5)
     ax.set_xticks(range(k))
-    ax.set_xticklabels([_short(s, 8) for s in labels], rotation=90 if k > 5 else 0, fontsize=6)
-    ax.tick_params(axis="y", labelsize=6)
+    ax.set_xticklabels([_short(s, 8) for s in labels], rotation=90 if k > 5 else 0, fontsize=7)
+    ax.tick_params(axis="y", labelsize=7)
 
 
 def _examples_figure(
     explain: dict[str, Any], examples: list[dict], keep: set[str] | None
 ) -> Figure:
+    from matplotlib.patches import Patch
+
     n = len(examples)
+    height = 1.9 * n + 0.7
     fig, axes = plt.subplots(
-        n, 2, figsize=(7, 1.9 * n), dpi=DPI, squeeze=False, gridspec_kw={"width_ratios": [1, 3]}
+        n, 2, figsize=(7.5, height), dpi=DPI, squeeze=False, gridspec_kw={"width_ratios": [1, 3]}
     )
     labels = _names(explain)
     for row, ex in zip(axes, examples, strict=True):
@@ -157,8 +180,19 @@ def _examples_figure(
         title = f"#{ex['index']} true: {labels[ex['label']]}"
         _draw_input(row[0], explain, ex["input"], title if keep is None else f"{title}\n{said}")
         _prob_bars(row[1], probs, labels)
-    axes[0][1].legend(fontsize=6, ncol=4, loc="upper right")
-    fig.tight_layout()
+    # The legend sits above the plots, where it covers no bar.
+    handles, names = axes[0][1].get_legend_handles_labels()
+    floor = Patch(facecolor="0.8", hatch="////", label=f"below {PROB_FLOOR:g} (drawn at it)")
+    fig.legend(
+        [*handles, floor],
+        [*names, floor.get_label()],
+        loc="upper center",
+        ncol=min(4, len(handles) + 1),
+        fontsize=7,
+        frameon=False,
+    )
+    rows_of_legend = math.ceil((len(handles) + 1) / 4)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.18 * rows_of_legend / height))
     return fig
 
 
@@ -170,28 +204,31 @@ def examples_figure(explain: dict[str, Any]) -> Figure | None:
 
 
 def attribution_figure(explain: dict[str, Any]) -> Figure | None:
-    """Rows: examples. Columns: the input, then each model's maps side by side."""
+    """Columns: examples (the input on top). Rows: each model's maps, one row per method, labelled
+    in full on the left; colour scales at the bottom (each map is scaled to its own maximum)."""
     at = explain["attributions"]
     examples, maps = at["examples"], at["maps"]
     if not examples or not maps:
         return None
-    cols = [(m, meth) for m, per in maps.items() for meth in per]
-    n, c = len(examples), len(cols) + 1
+    rows = [(m, meth) for m, per in maps.items() for meth in per]
+    n, r = len(examples), len(rows) + 1
     image = explain["dataset"]["kind"] == "image"
-    fig, axes = plt.subplots(
-        n, c, figsize=(1.45 * c, 1.55 * n) if image else (2.2 * c, 2.6 * n), dpi=DPI, squeeze=False
-    )
+    cell, scale_band = (1.35, 0.75) if image else (2.2, 0.0)
+    height = cell * r + scale_band + 0.3
+    fig, axes = plt.subplots(r, n, figsize=(cell * n + 2.0, height), dpi=DPI, squeeze=False)
     labels = _names(explain)
-    for i, ex in enumerate(examples):
-        _draw_input(axes[i][0], explain, ex["input"], f"class {labels[ex['target']]}")
-        for j, (model, meth) in enumerate(cols, start=1):
-            a = np.asarray(maps[model][meth][i], dtype=float)
+    for j, ex in enumerate(examples):
+        _draw_input(axes[0][j], explain, ex["input"], f"class {labels[ex['target']]}")
+    axes[0][0].set_ylabel("input", rotation=0, ha="right", va="center", fontsize=9)
+    for i, (model, meth) in enumerate(rows, start=1):
+        signed = meth == "integrated_gradients"
+        for j in range(n):
+            a = np.asarray(maps[model][meth][j], dtype=float)
             ax = axes[i][j]
+            lim = float(np.abs(a).max()) or 1.0
             if image:
-                lim = float(np.abs(a).max()) or 1.0
-                signed = meth == "integrated_gradients"
                 ax.imshow(
-                    a, cmap="RdBu_r" if signed else "magma", vmin=-lim if signed else 0, vmax=lim
+                    a / lim, cmap="RdBu_r" if signed else "magma", vmin=-1 if signed else 0, vmax=1
                 )
                 ax.set_xticks([])
                 ax.set_yticks([])
@@ -199,32 +236,72 @@ def attribution_figure(explain: dict[str, Any]) -> Figure | None:
                 ax.barh(range(len(a)), a, color=np.where(a >= 0, "C3", "C0"))
                 ax.set_yticks([])
                 ax.invert_yaxis()
-            if i == 0:
-                ax.set_title(
-                    f"{_short(safe_text(model))}\n{METHOD_TITLES.get(meth, meth)}", fontsize=7
-                )
-    fig.tight_layout()
+                ax.tick_params(axis="x", labelsize=6)
+        label = f"{safe_text(model)}\n{METHOD_TITLES.get(meth, meth)}"
+        axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout(rect=(0, scale_band / height, 1, 1))
+    if image:
+        _attribution_scales(fig, scale_band / height)
     return fig
 
 
+def _attribution_scales(fig: Figure, band: float) -> None:
+    """Two colour scales under the grid: IG is signed, saliency and Grad-CAM are magnitudes."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    for x0, cmap, lo, text in (
+        (0.12, "RdBu_r", -1, "IG ÷ its map's max |IG|: blue against, red for the class"),
+        (0.56, "magma", 0, "saliency, Grad-CAM ÷ their map's max"),
+    ):
+        cax = fig.add_axes((x0, band * 0.55, 0.34, band * 0.16))
+        bar = fig.colorbar(
+            ScalarMappable(Normalize(lo, 1), cmap), cax=cax, orientation="horizontal"
+        )
+        bar.set_ticks([lo, (lo + 1) / 2, 1])
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label(text, fontsize=8)
+
+
 def agreement_figure(explain: dict[str, Any]) -> Figure | None:
-    ag = explain["attributions"]["agreement"]
+    """Each model's agreement with the teacher's IG, beside two reference levels: a random ranking
+    (chance) and the input alone (IG always starts from x - baseline)."""
+    at = explain["attributions"]
+    ag = at["agreement"]
     if not ag:
         return None
     keys = ["spearman", "cosine", "topk_overlap"]
-    fig, ax = plt.subplots(figsize=(5.5, 3), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=DPI)
     width = 0.8 / len(ag)
     for j, (name, vals) in enumerate(ag.items()):
         ys = [vals[k] if vals[k] is not None else np.nan for k in keys]
         ax.bar(np.arange(3) + j * width - 0.4 + width / 2, ys, width, label=safe_text(name))
     ax.axhline(0, color="0.3", lw=0.8)
-    ax.plot([1.6, 2.4], [explain["attributions"]["topk"]] * 2, "k:", lw=1, label="top-k chance")
-    ax.set_xticks(range(3))
-    ax.set_xticklabels(
-        ["Spearman", "cosine", f"top-{100 * explain['attributions']['topk']:g}% overlap"]
+    chance = [0.0, 0.0, at["topk"]]
+    ax.hlines(
+        chance,
+        np.arange(3) - 0.45,
+        np.arange(3) + 0.45,
+        colors="k",
+        linestyles=":",
+        lw=1.2,
+        label="chance (random ranking)",
     )
-    ax.set_ylabel("agreement with teacher")
-    ax.legend(fontsize=7)
+    if at.get("input_agreement"):
+        level = [at["input_agreement"][k] or 0.0 for k in keys]
+        ax.hlines(
+            level,
+            np.arange(3) - 0.45,
+            np.arange(3) + 0.45,
+            colors="k",
+            linestyles="--",
+            lw=1.2,
+            label="the input alone (input − baseline)",
+        )
+    ax.set_xticks(range(3))
+    ax.set_xticklabels(["Spearman", "cosine", f"top-{100 * at['topk']:g}% overlap"])
+    ax.set_ylabel("agreement with the teacher's IG")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -233,7 +310,7 @@ def deletion_figure(explain: dict[str, Any]) -> Figure | None:
     fa = explain["faithfulness"]
     if not fa:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(7.5, 3.4), dpi=DPI)
     for j, (name, f) in enumerate(fa.items()):
         ax.plot(
             f["fractions"],
@@ -245,7 +322,7 @@ def deletion_figure(explain: dict[str, Any]) -> Figure | None:
     ax.set_xlabel("share of input features removed (dotted: in random order)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -275,7 +352,7 @@ def confusion_figure(explain: dict[str, Any]) -> Figure:
         ax.set_title(safe_text(name), fontsize=8)
     for ax in list(axes.flat)[len(conf) :]:
         ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.5)  # a row's axis labels clear the next row's titles
     return fig
 
 

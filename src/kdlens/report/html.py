@@ -7,11 +7,15 @@ Every piece of text that comes from the run (model and class names, config value
 from __future__ import annotations
 
 import base64
-from html import escape
+import re
+from html import escape, unescape
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from kdlens.report.notes import agreement_references, input_note, teacher_faithfulness
+from kdlens.report.order import ordered_items, summary_rows
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
@@ -23,7 +27,9 @@ th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}
 p.how{background:#f6f8fa;border-left:4px solid #4a7;padding:.5em .8em}
 img{max-width:100%;height:auto;display:block;margin:.6em 0}
 .muted{color:#777;font-size:.85em}
-pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.8em;max-height:30em}
+pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.8em}
+nav.contents{background:#f6f8fa;padding:.4em 1em;display:inline-block}
+nav.contents ol{margin:.2em 0;padding-left:1.4em}
 """
 
 SUMMARY_COLUMNS = [
@@ -48,6 +54,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
+        if value and abs(value) < 1e-3:  # e.g. an infidelity of 3e-5: four decimals would say 0
+            return f"{value:.2e}"
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
     return escape(str(value))
 
@@ -137,7 +145,7 @@ def render_html(
         image(fig("similarity_models"), "class similarity per model"),
         table(
             ["model", "distance at T=1", f"distance at T={t:g}"],
-            [[n, d.get("1"), d.get("distill")] for n, d in dk["distance"].items()],
+            [[n, d.get("1"), d.get("distill")] for n, d in ordered_items(dk["distance"], models)],
         ),
         how(
             "Higher T spreads the soft targets: pick a T where the entropy is well above its T=1 "
@@ -151,41 +159,73 @@ def render_html(
         image(fig("example_probabilities"), "example probabilities"),
         "<h2>Attributions: what each model looks at</h2>",
         how(
-            "Each column is one model's attribution for the teacher's predicted class (IG: red "
-            "for, blue against; saliency and Grad-CAM: brighter matters more); similar maps mean "
-            "the student decides from the same evidence as the teacher."
+            "Each row is one model's attribution (one row per method) for the class the teacher "
+            "predicts, named above each column (IG: red for, blue against; saliency and "
+            "Grad-CAM: brighter matters more; each map scaled to its own maximum); similar maps "
+            "mean the student decides from the same evidence as the teacher."
         ),
         image(fig("attributions"), "attribution maps"),
         how(
             f"Agreement of each model's Integrated Gradients with the teacher's over "
             f"{at['n_examples']} test examples: Spearman and cosine near 1 mean the same ranking "
             f"and direction, near 0 unrelated; top-{100 * at['topk']:g}% overlap is the share of "
-            f"the teacher's most important features the model shares (chance {at['topk']:g})."
+            f"the teacher's most important features the model shares. Two reference rows: a "
+            f"random ranking (chance) and the input itself. IG is (input − baseline) × the "
+            f"average gradient, so every model's map is zero where the input equals the baseline "
+            f"(an image's blank background): maps agree well above chance for that reason alone, "
+            f"and a student shares the teacher's evidence only as far as it beats the input row."
         ),
         image(fig("agreement"), "attribution agreement"),
         table(
             ["model", "Spearman", "cosine", "top-k overlap"],
             [
                 [n, a["spearman"], a["cosine"], a["topk_overlap"]]
-                for n, a in at["agreement"].items()
-            ],
+                for n, a in ordered_items(at["agreement"], models)
+            ]
+            + agreement_references(at),
         ),
+        input_note(at),
         _skipped(at["skipped"]),
         "<h2>Faithfulness: do the attributions explain the model?</h2>",
         how(
             "Accuracy falls as the most-attributed input features are removed; a faithful "
             "explanation makes it fall faster than random removal (dotted), so lower deletion AUC "
-            "is better; lower infidelity means the attributions predict the effect of small noise better "
-            "(it is in squared logit units, so compare models with similar logit scales)."
+            "is better. Where most features have no attribution (an image's blank background), "
+            "the curve is flat once the positively attributed ones are gone, so the AUC is mostly "
+            'the share of examples whose answer survives their removal ("kept"): a model that '
+            "keeps it decides from interactions its IG spreads onto features it marks negative. "
+            "Lower infidelity means the attributions predict the effect of small noise better; it "
+            "is in squared logit units, so a model whose logits react more to the noise "
+            '("output change") gets more of it: the last column divides by that reaction '
+            "(0: IG predicts all of it, 1: none)."
         ),
         image(fig("deletion"), "deletion curves"),
         table(
-            ["model", "deletion AUC", "random-order AUC", "infidelity"],
             [
-                [n, f["deletion_auc"], f["deletion_auc_random"], f["infidelity"]]
-                for n, f in fa.items()
+                "model",
+                "deletion AUC",
+                "random-order AUC",
+                "positive IG (share of features)",
+                "kept without it",
+                "infidelity",
+                "output change",
+                "infidelity ÷ output change",
+            ],
+            [
+                [
+                    n,
+                    f["deletion_auc"],
+                    f["deletion_auc_random"],
+                    f.get("positive_share"),
+                    f.get("kept_without_positive"),
+                    f["infidelity"],
+                    f.get("output_change"),
+                    f.get("relative_infidelity"),
+                ]
+                for n, f in ordered_items(fa, models)
             ],
         ),
+        teacher_faithfulness(fa),
         "<h2>Disagreements</h2>",
         how(
             "Rows are true classes and columns predictions (colour on a log scale): off-diagonal "
@@ -195,7 +235,7 @@ def render_html(
         image(fig("confusion"), "confusion matrices"),
         table(
             ["student", "test examples where it disagrees with the teacher"],
-            [[n, c] for n, c in dis["counts"].items()],
+            [[n, c] for n, c in ordered_items(dis["counts"], models)],
         ),
         _per_class_accuracy(explain),
         _disagreement_block(dis, fig("disagreements")),
@@ -211,7 +251,33 @@ def render_html(
         ),
         "</body></html>",
     ]
-    return "\n".join(p for p in parts if p)
+    return with_contents("\n".join(p for p in parts if p))
+
+
+_H2 = re.compile(r"<h2( [^>]*)?>(.*?)</h2>", re.S)
+
+
+def with_contents(page: str) -> str:
+    """Give every section heading an id and list them, linked, at the top of the page."""
+    entries: list[tuple[str, str]] = []
+
+    def anchor(match: re.Match) -> str:
+        if match.group(1):  # a heading with attributes of its own is left alone
+            return match.group(0)
+        words = re.sub(r"[^a-z0-9]+", "-", unescape(match.group(2)).lower()).strip("-")
+        slug = words or "section"
+        if any(slug == s for s, _ in entries):
+            slug = f"{slug}-{len(entries) + 1}"
+        entries.append((slug, match.group(2)))
+        return f'<h2 id="{slug}">{match.group(2)}</h2>'
+
+    page = _H2.sub(anchor, page)
+    if not entries:
+        return page
+    items = "".join(f'<li><a href="#{slug}">{title}</a></li>' for slug, title in entries)
+    nav = f"<nav class='contents' aria-label='contents'><strong>Contents</strong><ol>{items}</ol></nav>"
+    first = page.index(f'<h2 id="{entries[0][0]}">')
+    return page[:first] + nav + "\n" + page[first:]
 
 
 VERDICT_COLUMNS = ["vs", "difference (95% CI)", "p", "conclusion"]
@@ -223,7 +289,7 @@ def summary_table(models: dict[str, Any], verdicts: dict[str, Any]) -> str:
     if verdicts:
         header += VERDICT_COLUMNS
     rows = []
-    for name, m in models.items():
+    for name, m in summary_rows(models):
         row = [name] + [_get(m, key) for key, _ in SUMMARY_COLUMNS]
         if verdicts:
             row += _verdict_cells(verdicts.get(name))

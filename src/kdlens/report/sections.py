@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from html import escape
-from pathlib import Path
 from typing import Any
 
 from kdlens.report.html import how, image, table
+from kdlens.report.order import reading_order
 from kdlens.run import RunFolder
 
 COMPRESSION_COLUMNS = [
@@ -23,15 +23,19 @@ COMPRESSION_COLUMNS = [
 
 
 def deploy_section(run: RunFolder, metrics: dict[str, Any]) -> str:
-    """Teacher -> student -> pruned -> int8: what each step costs in accuracy and gains in size."""
+    """Teacher -> student -> pruned -> int8 (the steps the run took): what each step costs in
+    accuracy and gains in size."""
     path = run.compression_table
     if not path.is_file():
         return ""
     data: dict[str, Any] = run.read_json(path)
-    rows = [[r["name"]] + [r.get(key) for key, _ in COMPRESSION_COLUMNS] for r in data["rows"]]
+    order = {n: i for i, n in enumerate(reading_order(metrics.get("models", {})))}
+    ordered_rows = sorted(data["rows"], key=lambda r: order.get(r["name"], len(order)))
+    rows = [[r["name"]] + [r.get(key) for key, _ in COMPRESSION_COLUMNS] for r in ordered_rows]
+    steps = " → ".join(dict.fromkeys(str(r["stage"]) for r in data["rows"]))  # only steps taken
     return "\n".join(
         [
-            "<h2>Deployment: teacher → student → pruned → int8</h2>",
+            f"<h2>Deployment: {escape(steps)}</h2>",
             how(
                 "Each row is one model as it would ship: accuracy and fidelity on the test split "
                 "against bytes on disk, FLOPs per example and CPU latency, so each compression step "
@@ -51,16 +55,20 @@ READABLE_COLUMNS = [
     ("path_fidelity", "fidelity (one path)"),
     ("params", "parameters"),
 ]
-MAX_RULES_CHARS = 6000
+MAX_RULES_LINES = 80
+RULES_DEPTH = 4  # in the page; the rules file has more (readable.figures.RULES_DEPTH)
 
 
 def readable_section(run: RunFolder, metrics: dict[str, Any]) -> str:
-    """Readable students beside their hard-label twins, their pictures, rules and curves."""
-    readable = metrics.get("readable")
-    if not readable:
+    """Readable students beside their hard-label twins, their pictures, rules and curves, all
+    from ``readable/readable.json`` and the figures drawn from it."""
+    from kdlens.readable.figures import how_trained, ordered, planned_figures, tree_rules
+
+    models = metrics.get("models", {})
+    names = [n for n in reading_order(models) if models[n].get("role") == "readable"]
+    if not names:
         return ""
-    names = [n for n, m in metrics["models"].items() if m.get("role") == "readable"]
-    rows = [[n] + [metrics["models"][n].get(k) for k, _ in READABLE_COLUMNS] for n in names]
+    rows = [[n] + [models[n].get(k) for k, _ in READABLE_COLUMNS] for n in names]
     parts = [
         "<h2>Readable students</h2>",
         how(
@@ -71,7 +79,15 @@ def readable_section(run: RunFolder, metrics: dict[str, Any]) -> str:
         ),
         table(["model"] + [label for _, label in READABLE_COLUMNS], rows),
     ]
-    curves = sorted(run.figures.glob("readable_curve_*.png"))
+    if not run.readable_results.is_file():  # a run from before kdlens saved it
+        parts.append(
+            f"<p class='muted'>No {escape(run.relative(run.readable_results))}: "
+            "no figures of the readable students.</p>"
+        )
+        return "\n".join(parts)
+    doc = run.read_json(run.readable_results)
+    planned = planned_figures(doc)
+    curves = [p for p in planned if p.model is None]
     if curves:
         parts.append(
             how(
@@ -80,27 +96,41 @@ def readable_section(run: RunFolder, metrics: dict[str, Any]) -> str:
                 "fidelity at the same size."
             )
         )
-        parts += [image(p, p.stem) for p in curves]
-    pictures = [
-        run.file(f)
-        for f in readable.get("figures", [])
-        if not Path(f).name.startswith("readable_curve_")
+        parts += [image(run.figure(p.stem), p.stem) for p in curves]
+    shown = [
+        n for n in ordered(doc) if any(p.model == n for p in planned) or "tree" in doc["models"][n]
     ]
-    if pictures:
+    if shown:
         parts.append(
             how(
                 "What each readable student computes: a soft tree's node filters (what each split "
                 "looks for), its leaves' class distributions and one test example's path; a "
-                "decision tree's top levels; a linear model's weights per class."
+                "decision tree's top levels and its rules (thresholds in the input's own units); "
+                "a linear model's weights per class."
             )
         )
-        parts += [image(p, p.stem) for p in pictures]
-    for rules in readable.get("rules", []):
-        path = run.file(rules)
-        if path.is_file():
-            text = path.read_text()[:MAX_RULES_CHARS]
-            parts.append(f"<p class='muted'>{escape(rules)}</p><pre>{escape(text)}</pre>")
+    for name in shown:
+        entry = doc["models"][name]
+        parts.append(f"<h3>{escape(name)}: {escape(how_trained(entry))}</h3>")
+        parts += [image(run.figure(p.stem), p.stem) for p in planned if p.model == name]
+        if "tree" in entry:
+            parts.append(
+                _rules_block(
+                    tree_rules(entry, doc["dataset"], RULES_DEPTH), run.relative(run.rules(name))
+                )
+            )
     return "\n".join(parts)
+
+
+def _rules_block(text: str, file: str) -> str:
+    """The rules of the first RULES_DEPTH levels, at most MAX_RULES_LINES whole lines of them,
+    and where the deeper ones are."""
+    lines = text.splitlines()
+    note = f"the rules of the first {RULES_DEPTH} levels; deeper ones in {file}"
+    if len(lines) > MAX_RULES_LINES:
+        note = f"the first {MAX_RULES_LINES} of {len(lines)} lines; {note}"
+        lines = lines[:MAX_RULES_LINES] + ["..."]
+    return f"<p class='muted'>{escape(note)}</p><pre>{escape(chr(10).join(lines))}</pre>"
 
 
 SECTIONS = [readable_section, deploy_section]

@@ -179,6 +179,13 @@ class RunFolder:
         """The run folder of a multi-seed folder's ``k``-th seed (counted from 0)."""
         return RunFolder(self.path / SEED_FOLDER.format(k), write=self.write)
 
+    def figure(self, name: str) -> Path:
+        return self.figures / f"{name}.png"
+
+    def rules(self, model: str) -> Path:
+        """A decision tree's rules as text."""
+        return self.readable / f"{model}_rules.txt"
+
     def weights(self, model: str, int8: bool = False) -> Path:
         return self.checkpoints / f"{model}{INT8_SUFFIX if int8 else FLOAT_SUFFIX}"
 

@@ -411,16 +411,10 @@ def _save_table_and_figures(
     table = compression_table(ctx.metrics["models"])
     folder.write_json(folder.compression_table, table)
     files = {"table": folder.relative(folder.compression_table)}
-    fig = figures.accuracy_vs_size(table)
-    fig.savefig(folder.compression_plot, dpi=120, bbox_inches="tight")
     files["accuracy_vs_size"] = folder.relative(folder.compression_plot)
     if pruning:
         folder.write_json(folder.pruning_table, pruning)
-        fig2 = figures.pruning_curves(pruning)
-        fig2.savefig(folder.pruning_plot, dpi=120, bbox_inches="tight")
         files["pruning"] = folder.relative(folder.pruning_table)
         files["pruning_plot"] = folder.relative(folder.pruning_plot)
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
+    figures.save_plots(folder, table, pruning)
     return files

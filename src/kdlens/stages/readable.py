@@ -3,8 +3,9 @@
 For each readable student in ``config.readable.students`` it trains or fits a distilled version
 (``<name>_kd``) and a hard-label twin (``<name>_scratch``), evaluates both like every other model
 (plus the most-probable-path prediction of soft trees), sweeps complexity for the families in
-``config.readable.sweeps`` into ``metrics["complexity_curves"]``, and saves figures and rules
-under the run folder (``figures/readable_*.png``, ``readable/*.txt``).
+``config.readable.sweeps``, saves what every figure needs in ``readable/readable.json``
+(:mod:`kdlens.readable.describe`) and draws the figures and rules from that file alone
+(:mod:`kdlens.readable.figures`; ``kdlens report`` redraws them).
 """
 
 from __future__ import annotations
@@ -17,20 +18,28 @@ import numpy as np
 import torch
 
 from kdlens.config import ModelSpec, ReadableConfig
-from kdlens.data.transforms import random_shift
 from kdlens.distill import Distiller, build_distiller, compute_logits
 from kdlens.evaluate import classification_metrics
 from kdlens.evaluate.metrics import accuracy, fidelity
-from kdlens.explain.surrogates import (
-    FittedSurrogate,
-    TransferSet,
-    complexity_of,
-    ebm_available,
-    fit_pair,
-)
-from kdlens.explain.teachers import teacher_probabilities
 from kdlens.models import count_parameters
 from kdlens.models.logits_teacher import LogitsTeacher
+from kdlens.readable import (
+    SoftTargetClassifier,
+    TransferSet,
+    augmented_copies,
+    complexity_curve,
+    dataset_header,
+    describe_logistic,
+    describe_soft_tree,
+    describe_tree,
+    ebm_available,
+    features_for,
+    fit_pair,
+    parameter_label,
+    surrogate_fits,
+    teacher_probabilities,
+)
+from kdlens.readable.figures import save_readable_figures
 from kdlens.run import ModelRecord, RunContext
 from kdlens.train import train_stage
 from kdlens.utils import set_seed
@@ -40,8 +49,7 @@ log = logging.getLogger("kdlens")
 NAME = "readable"
 MAIN_ONLY = False  # soft trees train in every process
 DEPENDS_ON = ("seed", "data", "teacher", "distill", "readable")
-
-TABULAR_NOISE = 0.3  # std of the augmented copies' jitter, in standardised units
+SCHEMA_VERSION = 1  # of readable.json
 
 
 def run(ctx: RunContext) -> None:
@@ -55,22 +63,25 @@ def run(ctx: RunContext) -> None:
         )
         return
     start = time.perf_counter()
-    teacher = ctx.models["teacher"]
     test = _arrays(ctx, "test")
     t_test = ctx.test_logits["teacher"]
     needs_transfer = any(k != "soft_tree" for k in [*cfg.students, *cfg.sweeps])
-    transfer = build_transfer(ctx, cfg, teacher) if needs_transfer else None
-    extras: dict[str, Any] = {"figures": [], "rules": []}
-    surrogates: dict[str, FittedSurrogate] = {}
+    transfer = build_transfer(ctx, cfg, ctx.models["teacher"]) if needs_transfer else None
+    described: dict[str, dict[str, Any]] = {}
     for kind in cfg.students:
         if kind == "soft_tree":
-            for name in train_soft_trees(ctx, cfg, cfg.soft_tree.model_args):
+            for name, model in train_soft_trees(ctx, cfg, cfg.soft_tree.model_args).items():
                 _evaluate_soft_tree(ctx, name, t_test)
+                described[name] = {
+                    "soft_tree": describe_soft_tree(
+                        model, test["x"][:1], test["raw"][0], int(test["y"][0]), ctx.dataset.kind
+                    )
+                }
             continue
         if kind == "ebm" and not ebm_available():
             log.warning("readable: skipping 'ebm' (pip install 'kdlens[interpret]')")
             continue
-        pair = fit_pair(
+        kd, scratch = fit_pair(
             kind,
             transfer,
             _complexity(cfg, kind),
@@ -78,30 +89,53 @@ def run(ctx: RunContext) -> None:
             ctx.config.seed,
             cfg.tree_max_leaves,
         )
-        kd_fit, scratch_fit = pair
-        for fitted in pair:
-            surrogates[fitted.name] = fitted
-            _evaluate_surrogate(ctx, fitted, test, t_test)
+        for arm, est in (("kd", kd), ("scratch", scratch)):
+            name = f"{kind}_{arm}"
+            _evaluate_surrogate(ctx, name, est, test, t_test)
             ctx.add_model(
                 ModelRecord(
-                    fitted.name,
+                    name,
                     role="readable",
-                    family=fitted.kind,
-                    trained_with="teacher" if fitted.distilled else "labels",
-                    twin=scratch_fit.name if fitted.distilled else None,
+                    family=kind,
+                    trained_with="teacher" if arm == "kd" else "labels",
+                    twin=f"{kind}_scratch" if arm == "kd" else None,
                     source="fitted",
                 )
             )
-    if cfg.sweeps:
-        ctx.metrics["complexity_curves"] = complexity_curves(ctx, cfg, transfer, test, t_test)
-    if cfg.figures and ctx.folder.write:
-        from kdlens.explain.readable_figures import save_readable_figures
-
-        extras.update(save_readable_figures(ctx, surrogates, test))
+            described[name] = _describe_surrogate(ctx, est)
+    extras: dict[str, Any] = {"figures": [], "rules": []}
+    curves = complexity_curves(ctx, cfg, transfer, test, t_test) if cfg.sweeps else {}
+    if curves:
+        ctx.metrics["complexity_curves"] = curves
     if transfer is not None:
         extras["transfer"] = {"kind": cfg.transfer, "n_examples": len(transfer.raw)}
+    doc = readable_document(ctx, described, curves, extras.get("transfer"))
+    ctx.folder.write_json(ctx.folder.readable_results, doc)
+    if cfg.figures and ctx.folder.write:
+        saved = save_readable_figures(doc, ctx.folder.figure, ctx.folder.rules)
+        extras.update({k: [ctx.folder.relative(p) for p in v] for k, v in saved.items()})
     ctx.metrics["readable"] = extras
     ctx.timings["readable"] = time.perf_counter() - start
+
+
+def readable_document(
+    ctx: RunContext,
+    described: dict[str, dict[str, Any]],
+    curves: dict[str, Any],
+    transfer: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """readable.json: the data's header, each model's record fields and description, the curves."""
+    ds = ctx.dataset
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": dataset_header(ds.kind, ds.input_shape, ds.class_names, ds.feature_names),
+        "models": {
+            name: {"name": name, **ctx.records[name].summary(), **description}
+            for name, description in described.items()
+        },
+        "curves": curves,
+        "transfer": transfer,
+    }
 
 
 def _complexity(cfg: ReadableConfig, kind: str) -> float | None:
@@ -122,8 +156,8 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
     """The training split, plus (``transfer: augmented``) copies the teacher labels.
 
     Images get random shifts (the teacher's own augmentation, at least 1 pixel); tabular rows get
-    Gaussian jitter of TABULAR_NOISE standard deviations. The copies have no true label, so only
-    the distilled students see them.
+    Gaussian jitter (:func:`kdlens.readable.augmented_copies`). The copies have no true label, so
+    only the distilled students see them.
     """
     x, y = ctx.tensors("train")
     xs, labels = [x], [y.numpy()]
@@ -147,20 +181,6 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
         labels=np.concatenate(labels),
         teacher_probs=probs,
     )
-
-
-def augmented_copies(
-    x: torch.Tensor, copies: int, shift: int, normalizer, seed: int
-) -> torch.Tensor:
-    """``copies`` perturbed copies of ``x`` (raw units): image shifts, or tabular jitter."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(copies):
-        if x.ndim == 4:
-            out.append(random_shift(x, shift, g))
-        else:
-            out.append(x + torch.randn(x.shape, generator=g) * TABULAR_NOISE * normalizer.std)
-    return torch.cat(out)
 
 
 def train_soft_trees(
@@ -240,28 +260,33 @@ def _evaluate_soft_tree(ctx, name: str, t_test: torch.Tensor) -> None:
     ctx.metrics["models"][name] = m
 
 
+def _surrogate_logits(ctx, est: SoftTargetClassifier, test: dict[str, Any]) -> torch.Tensor:
+    x = features_for(est, test["raw"], test["norm"])
+    return torch.as_tensor(est.logits(x, ctx.dataset.num_classes), dtype=torch.float32)
+
+
 def _evaluate_surrogate(
-    ctx, fitted: FittedSurrogate, test: dict[str, Any], t_test: torch.Tensor
-) -> dict[str, float]:
-    logits = fitted.logits(test["raw"], test["norm"], ctx.dataset.num_classes)
+    ctx, name: str, est: SoftTargetClassifier, test: dict[str, Any], t_test: torch.Tensor
+) -> None:
+    logits = _surrogate_logits(ctx, est, test)
     m = classification_metrics(logits, test["y"], t_test)
-    m.update(complexity_of(fitted.estimator, fitted.kind))
-    m["params"] = _surrogate_params(fitted)
-    m["train_seconds"] = fitted.fit_seconds
+    m.update(est.complexity())
+    m["params"] = est.n_parameters()
+    m["train_seconds"] = est.fit_seconds_
     m["best_epoch"] = 0
-    m["family"] = fitted.kind
-    ctx.metrics["models"][fitted.name] = m
-    ctx.test_logits[fitted.name] = logits
-    return m
+    m["family"] = est.kind
+    ctx.metrics["models"][name] = m
+    ctx.test_logits[name] = logits
 
 
-def _surrogate_params(fitted: FittedSurrogate) -> int:
-    est = fitted.estimator
-    if fitted.kind == "tree":
-        return int(est.tree_.node_count)
-    if fitted.kind == "logistic":
-        return int(np.count_nonzero(est.coef_) + est.intercept_.size)
-    return int(sum(np.size(s) for s in est.term_scores_))
+def _describe_surrogate(ctx, est: SoftTargetClassifier) -> dict[str, Any]:
+    """What the surrogate's figures need (none yet for an EBM)."""
+    ds = ctx.dataset
+    if est.kind == "tree":
+        return {"tree": describe_tree(est, ds.num_classes)}
+    if est.kind == "logistic":
+        return {"logistic": describe_logistic(est, ds.kind, ds.input_shape)}
+    return {}
 
 
 def complexity_curves(
@@ -269,42 +294,36 @@ def complexity_curves(
 ) -> dict[str, Any]:
     """Per family: complexity values and, for "kd" and "scratch", accuracy and fidelity at each."""
     curves: dict[str, Any] = {}
-    y = test["y"]
     for family in cfg.sweeps:
-        points: dict[str, dict[str, list[float]]] = {
-            "kd": {"accuracy": [], "fidelity": [], "size": []},
-            "scratch": {"accuracy": [], "fidelity": [], "size": []},
-        }
         if family == "soft_tree":
-            values = list(cfg.sweep_soft_tree_depths)
-            for depth in values:
-                args = {**cfg.soft_tree.model_args, "depth": depth}
-                tag = f"_sweep_depth{depth}"
-                trees = train_soft_trees(ctx, cfg, args, record=False, tag=tag)
-                for arm in ("scratch", "kd"):
-                    logits = compute_logits(trees[f"soft_tree{tag}_{arm}"], ctx.eval_loader("test"))
-                    _add_point(points[arm], logits, y, t_test, 2**depth)
-            label = "depth"
+            fit_at, values, label = _soft_tree_fits(ctx, cfg), cfg.sweep_soft_tree_depths, "depth"
         else:
-            values = list(cfg.sweep_tree_depths if family == "tree" else cfg.sweep_logistic_c)
-            for value in values:
-                kd, scratch = fit_pair(
-                    family, transfer, value, cfg.surrogate_temperature, ctx.config.seed
-                )
-                for arm, fitted in (("kd", kd), ("scratch", scratch)):
-                    logits = fitted.logits(test["raw"], test["norm"], ctx.dataset.num_classes)
-                    _add_point(points[arm], logits, y, t_test, _size(fitted))
-            label = "max_depth" if family == "tree" else "C (inverse L1 strength)"
-        curves[family] = {"parameter": label, "values": values, **points}
+            values = cfg.sweep_tree_depths if family == "tree" else cfg.sweep_logistic_c
+            label = parameter_label(family)
+            fit_at = surrogate_fits(
+                family,
+                transfer,
+                test["raw"],
+                test["norm"],
+                ctx.dataset.num_classes,
+                cfg.surrogate_temperature,
+                ctx.config.seed,
+            )
+        curves[family] = complexity_curve(label, values, fit_at, test["y"], t_test)
     return curves
 
 
-def _size(fitted: FittedSurrogate) -> float:
-    c = complexity_of(fitted.estimator, fitted.kind)
-    return float(c.get("leaves", c.get("nonzero_weights", 0)))
+def _soft_tree_fits(ctx, cfg: ReadableConfig):
+    """``fit_at(depth)``: both soft trees of that depth, trained (resumably) but not kept."""
 
+    def fit_at(depth: float) -> dict[str, tuple[torch.Tensor, float]]:
+        depth = int(depth)
+        tag = f"_sweep_depth{depth}"
+        args = {**cfg.soft_tree.model_args, "depth": depth}
+        trees = train_soft_trees(ctx, cfg, args, record=False, tag=tag)
+        return {
+            arm: (compute_logits(trees[f"soft_tree{tag}_{arm}"], ctx.eval_loader("test")), 2**depth)
+            for arm in ("kd", "scratch")
+        }
 
-def _add_point(arm: dict, logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor, size) -> None:
-    arm["accuracy"].append(accuracy(logits, y))
-    arm["fidelity"].append(fidelity(logits, t))
-    arm["size"].append(float(size))
+    return fit_at
