@@ -18,9 +18,9 @@ TRAINED = [
     *CORE_ONLY,
     "deploy.quantize=true",
     "teacher.train.max_batches=null",
-    "teacher.train.epochs=3",
+    "teacher.train.epochs=5",
     "student.train.max_batches=null",
-    "student.train.epochs=4",
+    "student.train.epochs=12",
 ]
 
 
