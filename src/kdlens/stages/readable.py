@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from kdlens.config import ModelSpec, ReadableConfig
+from kdlens.data import BatchLoader
+from kdlens.data.lazy import GB
 from kdlens.data.transforms import random_shift
 from kdlens.distill import Distiller, build_distiller, compute_logits
 from kdlens.evaluate import classification_metrics
@@ -32,6 +34,7 @@ from kdlens.explain.teachers import teacher_probabilities
 from kdlens.models import count_parameters
 from kdlens.models.logits_teacher import LogitsTeacher
 from kdlens.run import ModelRecord, RunContext
+from kdlens.run.context import EVAL_BATCH
 from kdlens.train import train_stage
 from kdlens.utils import set_seed
 
@@ -42,6 +45,8 @@ MAIN_ONLY = False  # soft trees train in every process
 DEPENDS_ON = ("seed", "data", "teacher", "distill", "readable")
 
 TABULAR_NOISE = 0.3  # std of the augmented copies' jitter, in standardised units
+# Streaming data: surrogates are fitted on a sample of at most this many training rows.
+SURROGATE_ROWS = 20_000
 
 
 def run(ctx: RunContext) -> None:
@@ -125,7 +130,7 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
     Gaussian jitter of TABULAR_NOISE standard deviations. The copies have no true label, so only
     the distilled students see them.
     """
-    x, y = ctx.tensors("train")
+    x, y, index = _training_rows(ctx, cfg)
     xs, labels = [x], [y.numpy()]
     if cfg.transfer == "augmented":
         shift = max(1, ctx.config.teacher.train.augment.shift)
@@ -137,7 +142,10 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
     raw = torch.cat(xs)
     norm = ctx.normalizer(raw)
     if isinstance(teacher, LogitsTeacher):  # its saved rows (augmented copies are refused)
-        logits = compute_logits(teacher, ctx.eval_loader("train"))
+        loader = BatchLoader(
+            x, y, ctx.normalizer, EVAL_BATCH, device=ctx.device, source_index=index
+        )
+        logits = compute_logits(teacher, loader)
         probs = torch.softmax(logits, -1).numpy().astype(np.float64)
     else:
         probs = teacher_probabilities(teacher, norm.to(ctx.device))
@@ -147,6 +155,25 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
         labels=np.concatenate(labels),
         teacher_probs=probs,
     )
+
+
+def _training_rows(ctx, cfg: ReadableConfig):
+    """The training split, or for streaming data a bounded sample of it (said in a note): at most
+    SURROGATE_ROWS rows, fewer when they and their copies would take more than a quarter of
+    ``data.max_memory_gb``."""
+    if not ctx.dataset.streaming:
+        return ctx.train_sample(len(ctx.split.train))
+    copies = 1 + (cfg.transfer_copies if cfg.transfer == "augmented" else 0)
+    row_bytes = ctx.dataset.x.nbytes / len(ctx.dataset)
+    budget = int(ctx.config.data.max_memory_gb * GB / 4 / (row_bytes * copies))
+    x, y, index = ctx.train_sample(max(1, min(SURROGATE_ROWS, budget)))
+    if len(y) < len(ctx.split.train):
+        ctx.note(
+            f"readable: the surrogates (trees, logistic, EBM) were fitted on a random sample of "
+            f"{len(y):,} of the {len(ctx.split.train):,} training examples (streaming data: at "
+            f"most {SURROGATE_ROWS:,}, within a quarter of data.max_memory_gb)"
+        )
+    return x, y, index
 
 
 def augmented_copies(
