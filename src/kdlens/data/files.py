@@ -184,7 +184,7 @@ def _x_on_disk(p: Path, f, max_memory_gb: float | None) -> NpyRows | None:
     row_shape = (1, *inner) if len(shape) == 3 else inner
     if not should_stream(shape[0], row_shape, max_memory_gb):
         return None
-    size = f"x takes {decoded_gb(shape[0], row_shape):.2f} GB as float32, above data.max_memory_gb ({max_memory_gb:g})"
+    size = f"x takes {decoded_gb(shape[0], row_shape):.3g} GB as float32, above data.max_memory_gb ({max_memory_gb:g})"
     info = f.zip.getinfo("x.npy")
     if info.compress_type != zipfile.ZIP_STORED:
         raise DataError(

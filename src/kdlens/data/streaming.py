@@ -63,6 +63,20 @@ class _Reading(torch.utils.data.Dataset):
         return self.__getitems__([position])
 
 
+def _data_loader(rows: LazyRows, batch_sampler, **kwargs) -> DataLoader:
+    # Its own generator: a DataLoader draws a seed for its workers whenever it starts an epoch,
+    # from the global torch generator by default, which would shift dropout's draws (and make a
+    # resumed run differ from an uninterrupted one). The workers draw nothing.
+    return DataLoader(
+        _Reading(rows),
+        batch_sampler=batch_sampler,
+        num_workers=rows.workers,
+        collate_fn=_as_read,
+        generator=torch.Generator(),
+        **kwargs,
+    )
+
+
 def _as_read(batch):
     """The collate function: rows come stacked already."""
     return batch
@@ -77,10 +91,7 @@ def _checked(batch) -> torch.Tensor:
 def read_batches(rows: LazyRows, batch_size: int) -> Iterator[torch.Tensor]:
     """``rows`` in order, ``batch_size`` at a time, read by ``rows.workers`` processes."""
     sampler = BatchSampler(SequentialSampler(range(len(rows))), batch_size, drop_last=False)
-    loader = DataLoader(
-        _Reading(rows), batch_sampler=sampler, num_workers=rows.workers, collate_fn=_as_read
-    )
-    for batch in loader:
+    for batch in _data_loader(rows, sampler):
         yield _checked(batch)
 
 
@@ -152,11 +163,9 @@ class Streamer:
         self.loader = weakref.proxy(loader)
         self.steps: deque[_Step] = deque()
         rows: LazyRows = loader.x
-        self.data = DataLoader(
-            _Reading(rows),
-            batch_sampler=_Plan(self.loader, self.steps),
-            num_workers=rows.workers,
-            collate_fn=_as_read,
+        self.data = _data_loader(
+            rows,
+            _Plan(self.loader, self.steps),
             pin_memory=loader.device.type == "cuda",
             persistent_workers=rows.workers > 0,
         )

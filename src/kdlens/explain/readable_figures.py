@@ -55,22 +55,23 @@ def save_readable_figures(ctx, surrogates: dict[str, Any], test: dict[str, Any])
             f"readable_{name}_path.png",
         )
     for name, fitted in surrogates.items():
+        # A surrogate knows the classes it was fitted on, which may be fewer than the data's
+        # (a small sample, a teacher that never predicts some class).
+        classes = [ds.class_names[int(c)] for c in getattr(fitted.estimator, "classes_", [])]
         if fitted.kind == "tree":
             from sklearn.tree import export_text
 
             rules_dir.mkdir(exist_ok=True)
             path = rules_dir / f"{name}_rules.txt"
             path.write_text(
-                export_text(
-                    fitted.estimator, feature_names=names, class_names=ds.class_names, max_depth=6
-                )
+                export_text(fitted.estimator, feature_names=names, class_names=classes, max_depth=6)
             )
             rules.append(f"readable/{path.name}")
-            save(tree_figure(fitted.estimator, names, ds.class_names), f"readable_{name}.png")
+            save(tree_figure(fitted.estimator, names, classes), f"readable_{name}.png")
         elif fitted.kind == "logistic":
             save(
                 linear_weights_figure(
-                    fitted.estimator.coef_, ds.kind, ds.input_shape, names, ds.class_names
+                    fitted.estimator.coef_, ds.kind, ds.input_shape, names, classes
                 ),
                 f"readable_{name}_weights.png",
             )
