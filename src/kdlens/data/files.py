@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 from kdlens.data.base import Dataset
-from kdlens.data.lazy import LazyRows, decoded_gb, should_stream
+from kdlens.data.lazy import GB, LazyRows, decoded_gb, should_stream
 from kdlens.data.registry import register_source
 from kdlens.errors import DataError
 
-FINITE_CHECK_BYTES = 64 * 2**20  # read this much of x at a time to look for NaN and inf
+# Look for NaN and inf in this much of x at a time (less under a small data.max_memory_gb).
+FINITE_CHECK_BYTES = 64 * 2**20
 
 
 @register_source(
@@ -78,7 +79,7 @@ def load_npz(path: str | Path, max_memory_gb: float | None = None) -> Dataset:
         features = [f"x{i}" for i in range(x.shape[1])]
     if lazy is not None:
         inputs = LazyRows.of(lazy)
-        _check_finite(name, inputs)
+        _check_finite(name, inputs, min(FINITE_CHECK_BYTES, max_memory_gb * GB / 16))
     else:
         inputs = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
     return Dataset(
@@ -217,9 +218,9 @@ def _npy_header(fp) -> tuple[tuple[int, ...], np.dtype, bool]:
     return tuple(shape), np.dtype(dtype), bool(fortran)
 
 
-def _check_finite(name: str, x: LazyRows) -> None:
-    """What check_dataset does for a tensor, one slice of x at a time."""
-    step = max(1, int(FINITE_CHECK_BYTES // max(1, x.nbytes // max(1, len(x)))))
+def _check_finite(name: str, x: LazyRows, chunk_bytes: float) -> None:
+    """What check_dataset does for a tensor, one slice of about ``chunk_bytes`` at a time."""
+    step = max(1, int(chunk_bytes // max(1, x.nbytes // max(1, len(x)))))
     bad = 0
     for start in range(0, len(x), step):
         chunk = x[start : start + step]
