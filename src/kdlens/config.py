@@ -66,6 +66,19 @@ class DataConfig(_Strict):
     skip_bad_files: bool = Field(
         False, description="imagefolder:/hf: skip unreadable images (counted in dataset.json)"
     )
+    # Data larger than memory (docs/your-own.md, "Data larger than memory").
+    max_memory_gb: float = Field(
+        4.0,
+        gt=0,
+        description="imagefolder:/hf: images/npz: inputs that would take more than this many GB "
+        "decoded stay on disk and stream, batch by batch; smaller ones are loaded",
+    )
+    workers: int = Field(
+        2,
+        ge=0,
+        description="streaming data: DataLoader processes that read batches; 0 reads in the "
+        "training process",
+    )
 
     @model_validator(mode="after")
     def _fractions(self) -> DataConfig:

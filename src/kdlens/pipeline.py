@@ -36,7 +36,12 @@ from kdlens.run import RunContext, RunFolder, load_run, load_weights, read_confi
 from kdlens.run.build import create_bare, is_loaded, runs_on_inputs
 from kdlens.run.context import EVAL_BATCH
 from kdlens.run.folder import SEEDS_KIND
-from kdlens.run.inputs import fit_normalizer, image_only_augmentation, model_inputs
+from kdlens.run.inputs import (
+    fit_normalizer,
+    image_only_augmentation,
+    memory_notes,
+    model_inputs,
+)
 from kdlens.run.teachers import check_loaded_teacher, check_teacher_use
 from kdlens.stages import STAGES
 from kdlens.tracking import TensorBoardLogger
@@ -140,7 +145,7 @@ def prepare(
             f"cannot resume {folder.path}: the data or its split changed since the run began"
         )
     ctx = RunContext(config, dataset, split, normalizer, device, folder, progress, resume=resume)
-    ctx.notes.extend(notes)
+    ctx.notes.extend(notes + memory_notes(dataset, config.data))
     ctx.timings["data"] = time.perf_counter() - start
     # Build both architectures now so a bad model name or argument fails before any training.
     teacher = _build(ctx, config.teacher, "teacher")

@@ -203,7 +203,8 @@ def config_values(config: RunConfig, prefixes: tuple[str, ...]) -> dict[str, Any
             for key, value in node.items():
                 walk(value, f"{path}.{key}" if path else str(key))
         elif any(path == p or path.startswith(p + ".") for p in prefixes):
-            if not path.endswith(".checkpoint_every"):  # how often state is saved changes nothing
+            # How often state is saved, and how many processes read the data, change nothing.
+            if not path.endswith(".checkpoint_every") and path != "data.workers":
                 flat[path] = node
 
     walk(config.model_dump(mode="json"), "")

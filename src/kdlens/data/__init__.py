@@ -2,6 +2,7 @@
 
 from kdlens.data import embedded, files, hf_datasets, images, tables, vision  # noqa: F401  (fill the registries)
 from kdlens.data.base import Dataset
+from kdlens.data.lazy import LazyRows
 from kdlens.data.loader import Batch, BatchLoader, is_augmenting
 from kdlens.data.record import restore_dataset, save_dataset_record
 from kdlens.data.registry import (
@@ -23,6 +24,7 @@ __all__ = [
     "Batch",
     "BatchLoader",
     "Dataset",
+    "LazyRows",
     "Normalizer",
     "Split",
     "check_dataset",

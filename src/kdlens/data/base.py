@@ -1,4 +1,4 @@
-"""In-memory datasets: small enough for CPU distillation, so everything is a tensor."""
+"""Datasets: inputs and labels as tensors, or (data larger than memory) inputs read from disk."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from kdlens.data.lazy import LazyRows
 from kdlens.errors import DataError
 
 # Values of ``Dataset.fixed_split``: the part each row belongs to when the data comes split.
@@ -33,11 +34,13 @@ class Dataset:
 
     ``x`` is float32: images in [0, 1] as (N, C, H, W), tabular data as (N, D) in raw units, text
     as (N, 0) with the strings in ``texts``. Normalisation is fitted later, on the training split
-    only, and so is anything a source must learn from data (see :meth:`prepare`).
+    only, and so is anything a source must learn from data (see :meth:`prepare`). When the decoded
+    inputs would exceed ``data.max_memory_gb``, a source that can read rows one by one gives ``x``
+    as :class:`~kdlens.data.lazy.LazyRows` (``streaming``): indexing it reads those rows.
     """
 
     name: str
-    x: torch.Tensor
+    x: torch.Tensor | LazyRows
     y: torch.Tensor
     kind: Literal["image", "tabular", "text"]
     class_names: list[str]
@@ -59,6 +62,11 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
+
+    @property
+    def streaming(self) -> bool:
+        """Inputs stay on disk and are read batch by batch."""
+        return isinstance(self.x, LazyRows)
 
     @property
     def is_test(self) -> torch.Tensor | None:
@@ -98,7 +106,8 @@ def check_dataset(dataset: Dataset) -> None:
         raise DataError(
             f"dataset {name!r}: {dataset.x.shape[0]} inputs but {dataset.y.shape[0]} labels"
         )
-    if not torch.isfinite(dataset.x).all():
+    # Streaming sources check their values as they read them (decoded pixels are finite).
+    if not dataset.streaming and not torch.isfinite(dataset.x).all():
         bad = int((~torch.isfinite(dataset.x)).flatten(1).any(1).sum())
         raise DataError(f"dataset {name!r}: {bad} examples contain NaN or inf")
     if dataset.y.dtype not in (torch.int64, torch.int32):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from kdlens.data.base import TEST, TRAIN, VAL, Dataset
-from kdlens.data.images import decode_images
+from kdlens.data.images import ImageRows, read_images
 from kdlens.data.registry import register_source
 from kdlens.data.tables import encode_labels
 from kdlens.errors import DataError
@@ -42,6 +42,7 @@ def load_hf_dataset(
     image_size: Sequence[int] | None = None,
     channels: int | None = None,
     skip_bad_files: bool = False,
+    max_memory_gb: float | None = None,
 ) -> Dataset:
     ds = _datasets()
     folder = Path(path).expanduser()
@@ -94,13 +95,9 @@ def load_hf_dataset(
             name, torch.zeros(n, 0), y, "text", classes, fixed_split=fixed_split, texts=texts
         )
 
-    files = []
-    for split, _, part in parts:
-        where = f"{name} {split}" if split else name
-        raw = part.cast_column(image, ds.Image(decode=False))[image]  # {"bytes", "path"} each
-        for i, item in enumerate(raw):
-            files.append((item["path"] or f"{where} row {i}", item["bytes"] or item["path"]))
-    x, kept, skipped = decode_images(files, image_size, channels, skip_bad_files)
+    rows = HFImages(str(folder), name, [(split, len(part)) for split, _, part in parts], image)
+    rows.preload([part for *_, part in parts])
+    x, kept, skipped = read_images(rows, image_size, channels, skip_bad_files, max_memory_gb)
     keep = torch.as_tensor(kept, dtype=torch.long)
     return Dataset(
         name,
@@ -144,3 +141,61 @@ def _labels(values: list, feature, ds, where: str) -> tuple[torch.Tensor, list[s
             raise DataError(f"{where} has one class; a classifier needs two or more")
         return torch.as_tensor(y), list(feature.names)
     return encode_labels(values, where)
+
+
+class HFImages(ImageRows):
+    """The image column of a datasets folder's parts, read row by row: ``load_from_disk``
+    memory-maps the Arrow files, once per process (a DataLoader worker opens its own)."""
+
+    def __init__(self, folder: str, name: str, parts: list[tuple[str, int]], column: str):
+        self.folder, self.dataset_name, self.column = folder, name, column
+        self.splits = [split for split, _ in parts]
+        self.starts = np.cumsum([0] + [n for _, n in parts])  # first row of each part
+        self._parts: list | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_parts": None}  # workers memory-map the files themselves
+
+    def preload(self, parts: list) -> None:
+        """Use the parts already loaded by this process."""
+        ds = _datasets()
+        self._parts = [
+            p.cast_column(self.column, ds.Image(decode=False)).select_columns([self.column])
+            for p in parts
+        ]
+
+    def _load(self) -> list:
+        if self._parts is None:
+            saved = _datasets().load_from_disk(self.folder)
+            self.preload([saved[s] if s else saved for s in self.splits])
+        return self._parts
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _item(self, row: int) -> tuple[int, int, dict]:
+        part = int(np.searchsorted(self.starts, row, side="right")) - 1
+        local = row - int(self.starts[part])
+        return part, local, self._load()[part][local][self.column]  # {"bytes", "path"}
+
+    def _where(self, part: int, local: int, item: dict) -> str:
+        split = self.splits[part]
+        where = f"{self.dataset_name} {split}" if split else self.dataset_name
+        return item["path"] or f"{where} row {local}"
+
+    def name(self, row: int) -> str:
+        return self.pair(row)[0]
+
+    def source(self, row: int) -> str | bytes:
+        return self.pair(row)[1]
+
+    def pair(self, row: int) -> tuple[str, str | bytes]:
+        part, local, item = self._item(row)
+        return self._where(part, local, item), item["bytes"] or item["path"]
+
+    def pairs(self) -> list[tuple[str, str | bytes]]:
+        out = []
+        for k, part in enumerate(self._load()):
+            for i, item in enumerate(part[self.column]):  # the whole column at once: fast
+                out.append((self._where(k, i, item), item["bytes"] or item["path"]))
+        return out

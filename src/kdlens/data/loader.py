@@ -1,4 +1,5 @@
-"""Mini-batches from in-memory tensors: shuffle, augment, normalise, in that order."""
+"""Mini-batches: shuffle, augment, normalise, in that order; from in-memory tensors, or streamed
+from disk for data larger than memory (``kdlens.data.streaming``), batch for batch the same."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from kdlens.config import AugmentConfig
+from kdlens.data.lazy import LazyRows
+from kdlens.data.streaming import Streamer
 from kdlens.data.transforms import Normalizer, mixup, random_flip, random_shift
 
 
@@ -34,11 +37,14 @@ class BatchLoader:
     With ``world_size > 1`` (several processes, see ``kdlens.distributed``) ``batch_size`` stays
     the global batch: every process draws the same order and augmentation, then keeps its own
     contiguous share of each batch, so N processes take the same steps as one process would.
+
+    ``x`` may be :class:`~kdlens.data.lazy.LazyRows` (data larger than memory): then the rows are
+    read by ``x.workers`` DataLoader processes, and the batches are the same as from a tensor.
     """
 
     def __init__(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | LazyRows,
         y: torch.Tensor,
         normalizer: Normalizer,
         batch_size: int,
@@ -64,12 +70,19 @@ class BatchLoader:
         self.device = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
         self.rank, self.world_size = rank, world_size
+        self._streamer: Streamer | None = None
 
     def __len__(self) -> int:
         n = -(-len(self.y) // self.batch_size)
         return min(n, self.max_batches) if self.max_batches else n
 
     def __iter__(self) -> Iterator[Batch]:
+        if isinstance(self.x, LazyRows):
+            if self._streamer is None:
+                self._streamer = Streamer(self)
+            for x, y, index, target, source in self._streamer:
+                yield Batch(x, y, index, target, source)
+            return
         n = len(self.y)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for b in range(len(self)):

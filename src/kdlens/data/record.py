@@ -23,6 +23,7 @@ def dataset_record(dataset: Dataset) -> dict[str, Any]:
         "class_names": list(dataset.class_names),
         "feature_names": list(dataset.feature_names),
         "skipped_files": list(dataset.skipped_files),
+        "streaming": dataset.streaming,
         "prepared": dataset.state_dict(),
     }
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from kdlens.data.base import Dataset, check_dataset
+from kdlens.data.lazy import LazyRows
 from kdlens.errors import ConfigError
 from kdlens.registry import Registry
 
@@ -54,22 +55,35 @@ def list_sources() -> dict[str, str]:
 
 
 def create_dataset(
-    name: str, root: str | None = None, download: bool = False, **options: Any
+    name: str,
+    root: str | None = None,
+    download: bool = False,
+    max_memory_gb: float | None = None,
+    workers: int = 0,
+    **options: Any,
 ) -> Dataset:
     """Load a registered dataset or a source (``prefix:path``) and check that it is usable.
 
     ``options`` are ``data.*`` fields for sources (``target="label"``, ``image_size=(32, 32)``);
     one a source does not read, set to anything but its default, is a :class:`ConfigError`.
+    A source that can read its rows one by one (``imagefolder:``, ``hf:`` images, ``npz:``)
+    leaves inputs that would take more than ``max_memory_gb`` decoded on disk (``x`` is then
+    :class:`~kdlens.data.lazy.LazyRows`, read by ``workers`` DataLoader processes); None: always
+    load them.
     """
     prefix, colon, path = name.partition(":")
     if colon and len(prefix) > 1:  # "C:\\data" is a Windows path, not a prefix
         loader = SOURCES.get(prefix)
         accepted = set(inspect.signature(loader).parameters)
         _refuse_options(options, accepted, f"{prefix}: data")
+        if "max_memory_gb" in accepted:
+            options = {**options, "max_memory_gb": max_memory_gb}
         dataset = loader(path, **{k: v for k, v in options.items() if k in accepted})
     else:
         _refuse_options(options, set(), f"dataset {name!r}")
         dataset = DATASETS.get(name)(root=root, download=download)
+    if isinstance(dataset.x, LazyRows):
+        dataset.x = dataset.x.with_workers(workers)
     check_dataset(dataset)
     return dataset
 
@@ -80,6 +94,8 @@ def dataset_from_config(data: DataConfig, download: bool | None = None) -> Datas
         data.name,
         root=data.root,
         download=data.download if download is None else download,
+        max_memory_gb=data.max_memory_gb,
+        workers=data.workers,
         **{k: getattr(data, k) for k in SOURCE_OPTIONS},
     )
 

@@ -17,12 +17,13 @@ import torch.nn.functional as F
 
 from kdlens.config import RunConfig
 from kdlens.data import Dataset, create_dataset
+from kdlens.data.lazy import LazyRows, take
 from kdlens.data.split import Split, _stratified
 from kdlens.errors import ConfigError, DataError
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
 # (x, y, dataset index of each row): None for rows of another dataset.
-Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+Rows = tuple[torch.Tensor | LazyRows, torch.Tensor, torch.Tensor | None]
 
 
 class RunContext(Protocol):
@@ -47,7 +48,7 @@ def holdout_indices(ctx: RunContext) -> tuple[list[int], list[int]]:
 
 def _rows(ctx: RunContext, idx: list[int]) -> Rows:
     i = torch.as_tensor(idx, dtype=torch.long)
-    return ctx.dataset.x[i], ctx.dataset.y[i], i
+    return take(ctx.dataset.x, i), ctx.dataset.y[i], i  # streaming data: rows stay unread
 
 
 def teacher_rows(ctx: RunContext) -> Rows:
@@ -124,7 +125,7 @@ def student_rows(ctx: RunContext) -> Rows:
                 f"distill.exclude_classes: {bad} not in 0..{ctx.dataset.num_classes - 1}"
             )
         keep = ~torch.isin(y, torch.as_tensor(d.exclude_classes))
-        x, y = x[keep], y[keep]
+        x, y = take(x, keep), y[keep]
         index = None if index is None else index[keep]
     if len(y) == 0:
         raise ConfigError("distill: the students' transfer set is empty")

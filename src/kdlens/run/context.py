@@ -13,7 +13,7 @@ from torch import nn
 import kdlens
 from kdlens import distributed
 from kdlens.config import ModelSpec, RunConfig, TrainConfig
-from kdlens.data import BatchLoader, Dataset, Normalizer, Split
+from kdlens.data import BatchLoader, Dataset, LazyRows, Normalizer, Split
 from kdlens.run.build import create_bare, with_preprocess
 from kdlens.run.folder import RunFolder
 from kdlens.run.records import ModelRecord
@@ -21,7 +21,7 @@ from kdlens.run.state import TrainResult
 
 EVAL_BATCH = 512
 
-Tensors = tuple[torch.Tensor, torch.Tensor]
+Tensors = tuple[torch.Tensor | LazyRows, torch.Tensor]
 
 
 @dataclass
@@ -64,16 +64,25 @@ class RunContext:
         return self.folder.path
 
     def tensors(self, part: str) -> Tensors:
-        """Raw (un-normalised) inputs and labels of the ``train``, ``val`` or ``test`` split."""
-        idx = torch.as_tensor(getattr(self.split, part))
-        return self.dataset.x[idx], self.dataset.y[idx]
+        """Raw (un-normalised) inputs and labels of the ``train``, ``val`` or ``test`` split.
+
+        Streaming data (``dataset.streaming``): the training split's inputs stay unread
+        :class:`LazyRows` (the loaders stream them; index them to read rows); val and test are
+        read, as they are small.
+        """
+        idx = self.indices(part)
+        x = self.dataset.x
+        if isinstance(x, LazyRows) and part == "train":
+            return x.select(idx), self.dataset.y[idx]
+        return x[idx], self.dataset.y[idx]
 
     def indices(self, part: str) -> torch.Tensor:
         """(N,) dataset indices of the ``train``, ``val`` or ``test`` split."""
         return torch.as_tensor(getattr(self.split, part))
 
     def eval_loader(self, part: str) -> BatchLoader:
-        x, y = self.tensors(part)
+        x, y = self.dataset.x, self.dataset.y[self.indices(part)]
+        x = x.select(self.indices(part)) if isinstance(x, LazyRows) else x[self.indices(part)]
         return BatchLoader(
             x, y, self.normalizer, EVAL_BATCH, device=self.device, source_index=self.indices(part)
         )
@@ -105,6 +114,16 @@ class RunContext:
             world_size=distributed.world_size(),
             source_index=source_index,
         )
+
+    def train_sample(self, max_rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw inputs, labels and dataset indices of the training split, read into memory: all
+        of it, or for streaming data a random sample of at most ``max_rows`` rows (drawn from
+        the run's seed, kept in the split's order)."""
+        idx = self.indices("train")
+        if self.dataset.streaming and len(idx) > max_rows:
+            g = torch.Generator().manual_seed(self.config.seed)
+            idx = idx[torch.randperm(len(idx), generator=g)[:max_rows].sort().values]
+        return self.dataset.x[idx], self.dataset.y[idx], idx
 
     def build(
         self, spec: ModelSpec, role: str = "model", bare: nn.Module | None = None

@@ -1,5 +1,6 @@
 """What the run's models are fed, decided from the data: augmentation only for images, token ids
-for text (the teacher's own tokenizer), and the normaliser the loaders apply."""
+for text (the teacher's own tokenizer), the normaliser the loaders apply, and whether the data
+stream from disk."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from collections.abc import Sequence
 
 import torch
 
-from kdlens.config import AugmentConfig, RunConfig, TrainConfig
-from kdlens.data import Dataset, Normalizer, is_augmenting
+from kdlens.config import AugmentConfig, DataConfig, RunConfig, TrainConfig
+from kdlens.data import Dataset, LazyRows, Normalizer, is_augmenting
+from kdlens.data.lazy import GB
+from kdlens.data.streaming import read_batches
+
+NORMALIZER_BATCH = 512  # rows per read in the streaming pass over the training split
 
 # The training sections a config can augment, by dotted path.
 TRAIN_SECTIONS = ("teacher.train", "student.train", "readable.soft_tree.train")
@@ -72,8 +77,32 @@ def model_inputs(dataset: Dataset, teacher_model: str) -> Dataset:
 
 
 def fit_normalizer(dataset: Dataset, train: Sequence[int]) -> Normalizer:
-    """Standardisation fitted on the training rows; none for token ids, which are not values."""
+    """Standardisation fitted on the training rows; none for token ids, which are not values.
+    Streaming data: in one pass over the training rows, read batch by batch."""
     if dataset.kind == "text":
         width = dataset.x.shape[1]
         return Normalizer(torch.zeros(width), torch.ones(width))
+    if isinstance(dataset.x, LazyRows):
+        rows = dataset.x.select(torch.as_tensor(train))
+        return Normalizer.fit_batches(read_batches(rows, NORMALIZER_BATCH))
     return Normalizer.fit(dataset.x[torch.as_tensor(train)])
+
+
+def memory_notes(dataset: Dataset, data: DataConfig) -> list[str]:
+    """What the run says about data above ``data.max_memory_gb``: that they stream, or that
+    their source holds them in memory all the same."""
+    if isinstance(dataset.x, LazyRows):
+        return [
+            f"data: the inputs take {dataset.x.nbytes / GB:.3g} GB decoded, above "
+            f"data.max_memory_gb ({data.max_memory_gb:g}): they stay on disk and stream, batch "
+            f"by batch, through {data.workers} DataLoader worker process"
+            f"{'es' * (data.workers != 1)}"
+        ]
+    size = dataset.x.numel() * dataset.x.element_size() / GB
+    if size > data.max_memory_gb:
+        return [
+            f"data: the inputs take {size:.3g} GB in memory, above data.max_memory_gb "
+            f"({data.max_memory_gb:g}); only imagefolder:, hf: images and npz: data can stream, "
+            f"{dataset.name} is held in memory"
+        ]
+    return []

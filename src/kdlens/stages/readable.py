@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from kdlens.config import ModelSpec, ReadableConfig
+from kdlens.data import BatchLoader
+from kdlens.data.lazy import GB
 from kdlens.distill import Distiller, build_distiller, compute_logits
 from kdlens.evaluate import classification_metrics
 from kdlens.evaluate.metrics import accuracy, fidelity
@@ -41,6 +43,7 @@ from kdlens.readable import (
 )
 from kdlens.readable.figures import save_readable_figures
 from kdlens.run import ModelRecord, RunContext
+from kdlens.run.context import EVAL_BATCH
 from kdlens.train import train_stage
 from kdlens.utils import set_seed
 
@@ -50,6 +53,8 @@ NAME = "readable"
 MAIN_ONLY = False  # soft trees train in every process
 DEPENDS_ON = ("seed", "data", "teacher", "distill", "readable")
 SCHEMA_VERSION = 1  # of readable.json
+# Streaming data: surrogates are fitted on a sample of at most this many training rows.
+SURROGATE_ROWS = 20_000
 
 
 def run(ctx: RunContext) -> None:
@@ -159,7 +164,7 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
     Gaussian jitter (:func:`kdlens.readable.augmented_copies`). The copies have no true label, so
     only the distilled students see them.
     """
-    x, y = ctx.tensors("train")
+    x, y, index = _training_rows(ctx, cfg)
     xs, labels = [x], [y.numpy()]
     if cfg.transfer == "augmented":
         shift = max(1, ctx.config.teacher.train.augment.shift)
@@ -171,7 +176,10 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
     raw = torch.cat(xs)
     norm = ctx.normalizer(raw)
     if isinstance(teacher, LogitsTeacher):  # its saved rows (augmented copies are refused)
-        logits = compute_logits(teacher, ctx.eval_loader("train"))
+        loader = BatchLoader(
+            x, y, ctx.normalizer, EVAL_BATCH, device=ctx.device, source_index=index
+        )
+        logits = compute_logits(teacher, loader)
         probs = torch.softmax(logits, -1).numpy().astype(np.float64)
     else:
         probs = teacher_probabilities(teacher, norm.to(ctx.device))
@@ -181,6 +189,25 @@ def build_transfer(ctx, cfg: ReadableConfig, teacher) -> TransferSet:
         labels=np.concatenate(labels),
         teacher_probs=probs,
     )
+
+
+def _training_rows(ctx, cfg: ReadableConfig):
+    """The training split, or for streaming data a bounded sample of it (said in a note): at most
+    SURROGATE_ROWS rows, fewer when they and their copies would take more than a quarter of
+    ``data.max_memory_gb``."""
+    if not ctx.dataset.streaming:
+        return ctx.train_sample(len(ctx.split.train))
+    copies = 1 + (cfg.transfer_copies if cfg.transfer == "augmented" else 0)
+    row_bytes = ctx.dataset.x.nbytes / len(ctx.dataset)
+    budget = int(ctx.config.data.max_memory_gb * GB / 4 / (row_bytes * copies))
+    x, y, index = ctx.train_sample(max(1, min(SURROGATE_ROWS, budget)))
+    if len(y) < len(ctx.split.train):
+        ctx.note(
+            f"readable: the surrogates (trees, logistic, EBM) were fitted on a random sample of "
+            f"{len(y):,} of the {len(ctx.split.train):,} training examples (streaming data: at "
+            f"most {SURROGATE_ROWS:,}, within a quarter of data.max_memory_gb)"
+        )
+    return x, y, index
 
 
 def train_soft_trees(

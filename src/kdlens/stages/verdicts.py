@@ -26,7 +26,7 @@ def run(ctx: RunContext) -> None:
     if not ctx.test_logits:
         return  # nothing was evaluated (a run of the first stages only)
     start = time.perf_counter()
-    y = ctx.tensors("test")[1]
+    y = ctx.dataset.y[ctx.indices("test")]  # the labels only: streaming inputs stay unread
     resampler = Resampler(len(y), RESAMPLES, ctx.config.seed)
     summary = ctx.metrics.setdefault("summary", {})
     summary.update(run_verdicts(ctx.records, ctx.test_logits, y, resampler))
