@@ -17,6 +17,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kdlens import distributed
     from kdlens.config import load_config
     from kdlens.pipeline import resume_run, run
+    from kdlens.tracking import create_tracker
 
     if args.resume and (args.config or args.out or args.overwrite):
         raise ConfigError(
@@ -27,7 +28,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             out = Path(args.resume)
-            metrics = resume_run(out, args.set, progress=not args.quiet)
+            tracker = create_tracker(args.tracking, args.tracking_uri, run_name=out.name)
+            metrics = resume_run(out, args.set, progress=not args.quiet, tracker=tracker)
         else:
             config = load_config(args.config, args.set)
             out = (
@@ -35,12 +37,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 if args.out
                 else Path("runs") / (Path(args.config).stem if args.config else "default")
             )
+            tracker = create_tracker(args.tracking, args.tracking_uri)
             metrics = run(
                 config,
                 out,
                 overwrite=args.overwrite,
                 progress=not args.quiet,
                 tensorboard=args.tensorboard,
+                tracker=tracker,
             )
     finally:
         distributed.teardown()
@@ -82,8 +86,8 @@ def _print_summary(metrics: dict) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from kdlens.sweep import parse_grid, run_sweep
-    from kdlens.sweep.runner import csv_rows
+    from kdlens.search import parse_grid, run_sweep
+    from kdlens.search.sweep import csv_rows
 
     document = run_sweep(
         args.config,
@@ -92,15 +96,84 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         args.out,
         overrides=args.set,
         progress=not args.quiet,
+        storage=args.storage,
+        study=args.study,
+        workers=args.workers,
+        tracking=args.tracking,
+        tracking_uri=args.tracking_uri,
+        teachers_dir=args.teachers,
     )
     keys = list(document["grid"])
-    print("\n" + "".join(f"{k:>24}" for k in keys) + f"{'accuracy':>20}{'fidelity':>20}")
+    print(f"\ntest split, mean ± std over {len(document['seeds'])} seed(s):")
+    print("".join(f"{k:>24}" for k in keys) + f"{'kd accuracy':>22}{'kd fidelity':>22}")
     for row in csv_rows(document):
         cells = "".join(f"{str(row[k]):>24}" for k in keys)
         for metric in ("accuracy", "fidelity"):
-            cells += f"{row[metric + '_mean']:>13.4f} ± {row[metric + '_std']:.4f}"
+            if metric + "_mean" in row:
+                cells += f"{row[metric + '_mean']:>15.4f} ± {row[metric + '_std']:.4f}"
+            else:
+                cells += f"{'failed' if row['seeds'] == 0 else '-':>22}"
         print(cells)
+    if document["unfinished"]:
+        print(f"\n{document['unfinished']} run(s) still running elsewhere; rerun to update")
     print(f"\nsweep folder: {args.out} (sweep.json, sweep.csv, sweep.png)")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from kdlens.search import parse_space
+    from kdlens.search.tune import run_tune
+
+    document = run_tune(
+        args.config,
+        parse_space(args.space),
+        args.trials,
+        args.out,
+        overrides=args.set,
+        storage=args.storage,
+        study=args.study,
+        workers=args.workers,
+        objective=args.objective,
+        pruner=args.pruner,
+        seeds=args.seeds,
+        progress=not args.quiet,
+        teachers_dir=args.teachers,
+        tracking=args.tracking,
+        tracking_uri=args.tracking_uri,
+    )
+    out = Path(args.out)
+    objective = document["objective"]
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in document["trials"].items())
+    print(f"\ntrials: {counts}; the distilled students trained {document['epochs']} epochs")
+    best = document["best"]
+    if best is None:
+        print("no trial finished: nothing to re-run")
+    else:
+        print(
+            f"best: trial {best['number']}, {objective['model']} {objective['metric']} "
+            f"{best['value']:.4f} (validation split)"
+        )
+        for key, value in best["params"].items():
+            print(f"  {key} = {value:.6g}" if isinstance(value, float) else f"  {key} = {value}")
+    final = document.get("final")
+    if final:
+        print(f"\nbest config on the test split ({len(final['seeds'])} seed(s)):")
+        print(
+            f"{'seed':>6}{'kd accuracy':>14}{'scratch accuracy':>18}{'kd - scratch':>14}  verdict"
+        )
+        for r in final["runs"]:
+            verdict = (r.get("verdicts") or {}).get("kd", {}).get("conclusion", "")
+            print(
+                f"{r['seed']:>6}{r['kd_accuracy']:>14.4f}{r['scratch_accuracy']:>18.4f}"
+                f"{r['kd_minus_scratch']:>+14.4f}  {verdict}"
+            )
+        print(final["verdict"])
+    if document.get("note"):
+        print(document["note"])
+    print(
+        f"\ntune folder: {out} (trials.csv, trials.json, tune.html"
+        + (", best.yaml)" if best else ")")
+    )
     return 0
 
 
@@ -157,6 +230,43 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking",
+        choices=["mlflow"],
+        help="also log to MLflow: config, per-epoch and final metrics, verdicts, report.html",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: a local mlruns/ folder)",
+    )
+
+
+def _search_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument("--out", required=True, help=f"{kind} folder; rerun to resume")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override"
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage shared by machines: postgresql://..., mysql://... "
+        "(default: a journal file in the folder)",
+    )
+    parser.add_argument("--study", help="study name in the storage (default: the folder's name)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes on this machine (default 1)"
+    )
+    parser.add_argument(
+        "--teachers",
+        metavar="DIR",
+        help="where the shared teachers are trained (default: OUT/teachers)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _tracking_arguments(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kdlens import __version__
 
@@ -186,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue a run that stopped: skip finished stages, resume the interrupted one",
     )
+    _tracking_arguments(run)
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser(
@@ -207,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_cmd_report)
 
     sweep = sub.add_parser(
-        "sweep", help="run a grid of overrides over seeds, one teacher per seed; resumable"
+        "sweep", help="run a grid of overrides over seeds on Optuna, one teacher per seed"
     )
     sweep.add_argument("config", help="YAML config every cell starts from")
     sweep.add_argument(
@@ -219,12 +330,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="a swept field and its values, e.g. --grid distill.method=kd,dkd (repeatable)",
     )
     sweep.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
-    sweep.add_argument("--out", required=True, help="sweep folder; rerun to resume")
-    sweep.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override"
-    )
-    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    _search_arguments(sweep, "sweep")
     sweep.set_defaults(func=_cmd_sweep)
+
+    tune = sub.add_parser(
+        "tune",
+        help="search config values with Optuna on the distilled student's validation metric",
+    )
+    tune.add_argument("config", help="YAML config every trial starts from")
+    tune.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        required=True,
+        metavar="KEY=SPEC",
+        help="a searched field: float:LOW:HIGH, log:LOW:HIGH, int:LOW:HIGH or choice:A,B "
+        "(repeatable), e.g. --space distill.temperature=log:1:32",
+    )
+    tune.add_argument("--trials", type=int, required=True, help="trials in the study")
+    tune.add_argument(
+        "--objective",
+        default="val_accuracy",
+        help="the distilled student's validation metric: val_accuracy (default) or val_nll",
+    )
+    tune.add_argument(
+        "--pruner",
+        default="median",
+        choices=["median", "none"],
+        help="stop trials below the median at the same epoch (default) or never",
+    )
+    tune.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="re-run the best config on the test split for this many seeds (default 3; 0: none)",
+    )
+    _search_arguments(tune, "tune")
+    tune.set_defaults(func=_cmd_tune)
 
     exp = sub.add_parser("export", help="export a model of a run to ONNX, checked by ONNX Runtime")
     exp.add_argument("run_dir", help="a run folder written by `kdlens run`")

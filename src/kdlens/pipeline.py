@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from kdlens.errors import ConfigError, KdlensError
 from kdlens.run import RunContext, RunFolder, load_weights, read_config
 from kdlens.run.context import EVAL_BATCH
 from kdlens.stages import STAGES
-from kdlens.tracking import TensorBoardLogger
+from kdlens.tracking import TensorBoardLogger, Tracker
 from kdlens.train import check_precision, config_values
 from kdlens.utils import resolve_device
 
@@ -167,11 +168,21 @@ def run(
     tensorboard: bool = False,
     resume: bool = False,
     only: tuple[str, ...] | None = None,
+    on_epoch: Callable[[str, dict[str, float]], Any] | None = None,
+    tracker: Tracker | None = None,
+    twins: bool = True,
 ) -> dict[str, Any]:
     """Run the whole experiment and write the run folder; returns the metrics written.
 
     ``only`` names the stages to run (e.g. ``("teacher",)`` to train a teacher to share);
     default: all of :data:`kdlens.stages.STAGES`.
+
+    ``on_epoch(model_name, epoch_record)`` is called after every training epoch of every model
+    (a search reports the distilled student's validation accuracy to its pruner there); an
+    exception it raises stops the run, leaving the folder as an interrupted run.
+    ``tracker`` (e.g. :class:`kdlens.tracking.MlflowTracker`) logs the run elsewhere, from the
+    main process. ``twins=False`` skips the distilled students' hard-label twins (``scratch``),
+    for runs judged on the distilled student alone (a search's trials).
 
     ``tensorboard=True`` also writes TensorBoard event files to ``<out_dir>/tb/<model>``.
     ``resume=True`` continues the run in ``out_dir``: finished stages are reloaded, the
@@ -188,9 +199,14 @@ def run(
         elif folder.write:
             folder.check_target(overwrite)
         _start(ctx, overwrite)
-        if tensorboard:
-            ctx.on_epoch = TensorBoardLogger(ctx.folder.tensorboard)
+        board = TensorBoardLogger(ctx.folder.tensorboard) if tensorboard else None
+        tracker = tracker if distributed.is_main() else None
+        # Loggers first: the epoch a callback stops the run on is still logged.
+        ctx.on_epoch = _each(tracker, board, on_epoch)
         ctx.world_size = distributed.world_size()
+        ctx.twins = twins
+        if tracker is not None:
+            tracker.start(config, folder)
         try:
             for stage in STAGES:
                 if stage.MAIN_ONLY and not distributed.is_main():
@@ -198,9 +214,13 @@ def run(
                 if only is not None and stage.NAME not in only:
                     continue
                 stage.run(ctx)
+        except BaseException as e:
+            if tracker is not None:
+                tracker.stop(e)
+            raise
         finally:
-            if tensorboard:
-                ctx.on_epoch.close()
+            if board is not None:
+                board.close()
         if not distributed.is_main():
             return {}
         ctx.timings["total"] = time.perf_counter() - total
@@ -208,11 +228,29 @@ def run(
             log.warning("note: %s", text)
         metrics = ctx.metrics_document()
         folder.write_json(folder.metrics, metrics)
+        if tracker is not None:
+            tracker.finish(metrics, folder)
         return metrics
 
 
+def _each(*callbacks: Callable[[str, dict[str, float]], Any] | None):
+    """One ``on_epoch`` callback calling each given one in turn; None when none is given."""
+    given = [c for c in callbacks if c is not None]
+    if not given:
+        return None
+
+    def call(name: str, record: dict[str, float]) -> None:
+        for callback in given:
+            callback(name, record)
+
+    return call
+
+
 def resume_run(
-    run_dir: str | Path, overrides: list[str] | None = None, progress: bool = False
+    run_dir: str | Path,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
     """Continue the run in ``run_dir`` with the config it started with; returns its metrics.
 
@@ -225,4 +263,4 @@ def resume_run(
         raise KdlensError(f"cannot resume {folder.path}: it is not a kdlens run folder")
     config = read_config(folder, overrides)
     check_resume(folder, config)  # before the data is loaded: the cheapest refusal first
-    return run(config, folder.path, progress=progress, resume=True)
+    return run(config, folder.path, progress=progress, resume=True, tracker=tracker)

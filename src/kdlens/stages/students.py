@@ -12,6 +12,8 @@ from kdlens.utils import set_seed
 NAME = "students"
 MAIN_ONLY = False
 DEPENDS_ON = ("seed", "data", "teacher", "student", "distill")
+DISTILLED = "kd"  # the model name a search follows epoch by epoch
+TWIN = "scratch"
 
 
 def run(ctx: RunContext) -> None:
@@ -20,22 +22,25 @@ def run(ctx: RunContext) -> None:
     architecture = {"model": spec.model, "model_args": dict(spec.model_args)}
     family = family_of(architecture)
 
-    set_seed(seed)
-    scratch = ModelRecord(
-        "scratch", role="student", family=family, trained_with="labels", spec=architecture
-    )
-    train_stage(ctx, scratch, Distiller(ctx.build(spec)), cfg, seed, ctx.student_data, DEPENDS_ON)
+    if ctx.twins:
+        set_seed(seed)
+        scratch = ModelRecord(
+            TWIN, role="student", family=family, trained_with="labels", spec=architecture
+        )
+        train_stage(
+            ctx, scratch, Distiller(ctx.build(spec)), cfg, seed, ctx.student_data, DEPENDS_ON
+        )
 
-    set_seed(seed)
+    set_seed(seed)  # the same initialisation and batch order with or without the twin
     distiller = build_distiller(
         ctx.config.distill, ctx.build(spec), ctx.models["teacher"], ctx.dataset.input_shape
     )
     kd = ModelRecord(
-        "kd",
+        DISTILLED,
         role="student",
         family=family,
         trained_with="teacher",
-        twin="scratch",
+        twin=TWIN if ctx.twins else None,
         spec=architecture,
     )
     train_stage(ctx, kd, distiller, cfg, seed, ctx.student_data, DEPENDS_ON)
