@@ -113,7 +113,8 @@ def open_storage(url: str | None, folder: SearchFolder, create: bool = True):
     kwargs[hook] = requeue
     shown = describe(url, SearchFolder("."))
     try:
-        return opt.storages.RDBStorage(url, **kwargs)
+        with quiet_optuna():  # heartbeats are marked experimental
+            return opt.storages.RDBStorage(url, **kwargs)
     except ModuleNotFoundError as e:
         driver = DRIVERS.get(kind, e.name)
         raise StorageError(
