@@ -85,34 +85,48 @@ def _print_summary(metrics: dict) -> None:
     print("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["timings"].items()))
 
 
+def _quiet_other_ranks() -> None:
+    from kdlens import distributed
+
+    if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
+        logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from kdlens import distributed
     from kdlens.search import parse_grid, run_sweep
     from kdlens.search.sweep import csv_rows
 
-    document = run_sweep(
-        args.config,
-        parse_grid(args.grid),
-        args.seeds,
-        args.out,
-        overrides=args.set,
-        progress=not args.quiet,
-        storage=args.storage,
-        study=args.study,
-        workers=args.workers,
-        tracking=args.tracking,
-        tracking_uri=args.tracking_uri,
-        teachers_dir=args.teachers,
-    )
+    _quiet_other_ranks()
+    try:
+        document = run_sweep(
+            args.config,
+            parse_grid(args.grid),
+            args.seeds,
+            args.out,
+            overrides=args.set,
+            progress=not args.quiet,
+            storage=args.storage,
+            study=args.study,
+            workers=args.workers,
+            tracking=args.tracking,
+            tracking_uri=args.tracking_uri,
+            teachers_dir=args.teachers,
+        )
+    finally:
+        distributed.teardown()
+    if not document:  # every process but the main one under torchrun
+        return 0
     keys = list(document["grid"])
     print(f"\ntest split, mean ± std over {len(document['seeds'])} seed(s):")
     print("".join(f"{k:>24}" for k in keys) + f"{'kd accuracy':>22}{'kd fidelity':>22}")
-    for row in csv_rows(document):
+    for cell, row in zip(document["cells"], csv_rows(document), strict=True):
         cells = "".join(f"{str(row[k]):>24}" for k in keys)
         for metric in ("accuracy", "fidelity"):
             if metric + "_mean" in row:
                 cells += f"{row[metric + '_mean']:>15.4f} ± {row[metric + '_std']:.4f}"
             else:
-                cells += f"{'failed' if row['seeds'] == 0 else '-':>22}"
+                cells += f"{'failed' if cell.get('failed') else 'not run yet':>22}"
         print(cells)
     if document["unfinished"]:
         print(f"\n{document['unfinished']} run(s) still running elsewhere; rerun to update")
@@ -121,26 +135,33 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    from kdlens import distributed
     from kdlens.search import parse_space
     from kdlens.search.tune import run_tune
 
-    document = run_tune(
-        args.config,
-        parse_space(args.space),
-        args.trials,
-        args.out,
-        overrides=args.set,
-        storage=args.storage,
-        study=args.study,
-        workers=args.workers,
-        objective=args.objective,
-        pruner=args.pruner,
-        seeds=args.seeds,
-        progress=not args.quiet,
-        teachers_dir=args.teachers,
-        tracking=args.tracking,
-        tracking_uri=args.tracking_uri,
-    )
+    _quiet_other_ranks()
+    try:
+        document = run_tune(
+            args.config,
+            parse_space(args.space),
+            args.trials,
+            args.out,
+            overrides=args.set,
+            storage=args.storage,
+            study=args.study,
+            workers=args.workers,
+            objective=args.objective,
+            pruner=args.pruner,
+            seeds=args.seeds,
+            progress=not args.quiet,
+            teachers_dir=args.teachers,
+            tracking=args.tracking,
+            tracking_uri=args.tracking_uri,
+        )
+    finally:
+        distributed.teardown()
+    if not document:  # every process but the main one under torchrun
+        return 0
     out = Path(args.out)
     objective = document["objective"]
     counts = ", ".join(f"{n} {s.lower()}" for s, n in document["trials"].items())

@@ -12,11 +12,13 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from kdlens import distributed
 from kdlens.config import RunConfig
-from kdlens.errors import KdlensError
+from kdlens.errors import ConfigError, KdlensError
 from kdlens.search import storage as st
 from kdlens.search.folder import SearchFolder
 from kdlens.search.worker import Job, run_workers
+from kdlens.utils import resolve_device
 
 log = logging.getLogger("kdlens")
 
@@ -49,32 +51,44 @@ def launch(
     wanted: dict,
     enqueue: Callable[[object], None] | None = None,
 ):
-    """Open or create the study, then run ``workers`` local workers on it; returns the study.
+    """Open or create the study, then run ``workers`` local workers on it; returns the study
+    (None in every process but the main one under torchrun) and what stopped crashed workers.
 
     ``wanted``: the study attributes a rerun must match; ``enqueue(study)`` fills a new study's
-    trial queue (a sweep) before any worker may start.
+    trial queue (a sweep) before any worker may start. Under torchrun the processes are one
+    worker: rank 0 alone talks to the study, all of them train each trial together.
     """
+    distributed.setup(resolve_device(job.base["device"]))  # first: is_main() needs it
+    if distributed.launched() and workers > 1:
+        raise ConfigError(
+            "--workers: under torchrun every process trains each trial together; "
+            "start one torchrun per worker instead"
+        )
     folder = SearchFolder(job.folder)
-    folder.check_target(job.kind)
-    st.check_url(job.storage)
-    shown = st.describe(job.storage, folder)
-    storage = st.open_storage(job.storage, folder, create=False)
-    study = st.find_study(storage, job.study)
-    if study is not None:
-        st.check_study(study, job.study, wanted, shown)
-    # Everything is checked: from here on the search writes.
-    folder.start(job.kind, job.study, shown)
-    if storage is None:
-        storage = st.open_storage(job.storage, folder)
-    if study is None:
-        study, created = st.create_study(storage, job.study, direction, wanted, shown)
-        if created:
-            if enqueue is not None:
-                enqueue(study)
-            st.mark_ready(study)
+    storage = None
+    if distributed.is_main():
+        folder.check_target(job.kind)
+        st.check_url(job.storage)
+        shown = st.describe(job.storage, folder)
+        storage = st.open_storage(job.storage, folder, create=False)
+        study = st.find_study(storage, job.study)
+        if study is not None:
+            st.check_study(study, job.study, wanted, shown)
+        # Everything is checked: from here on the search writes.
+        folder.start(job.kind, job.study, shown)
+        if storage is None:
+            storage = st.open_storage(job.storage, folder)
+        if study is None:
+            study, created = st.create_study(storage, job.study, direction, wanted, shown)
+            if created:
+                if enqueue is not None:
+                    enqueue(study)
+                st.mark_ready(study)
     crashed = run_workers(job, workers)
     for text in crashed:
         log.warning("%s; a rerun of the same command finishes its trial", text)
+    if not distributed.is_main():
+        return None, crashed
     return st.find_study(storage, job.study), crashed
 
 

@@ -25,7 +25,7 @@ from kdlens.search.folder import SearchFolder
 log = logging.getLogger("kdlens")
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
-DRIVERS = {"postgresql": "psycopg2-binary", "mysql": "pymysql"}
+DRIVERS = {"postgresql": "psycopg2-binary", "mysql": "pymysql"}  # what the hint suggests
 HEARTBEAT_SECONDS = 20  # an RDB trial's heartbeat; one silent for GRACE_SECONDS is dead
 GRACE_SECONDS = 90
 UNNAMED_STALE_SECONDS = 600  # a RUNNING trial that never named its worker is dead after this
@@ -114,15 +114,27 @@ def open_storage(url: str | None, folder: SearchFolder, create: bool = True):
     shown = describe(url, SearchFolder("."))
     try:
         with quiet_optuna():  # heartbeats are marked experimental
-            return opt.storages.RDBStorage(url, **kwargs)
-    except ModuleNotFoundError as e:
-        driver = DRIVERS.get(kind, e.name)
+            return opt.storages.RDBStorage(with_driver(url), **kwargs)
+    except ImportError:
         raise StorageError(
-            f"--storage {shown}: the database driver is not installed ({e.name}); "
-            f"pip install {driver}"
+            f"--storage {shown}: no database driver for {kind} is installed; "
+            f"pip install {DRIVERS.get(kind, 'its driver')}"
         ) from None
     except Exception as e:  # sqlalchemy raises many kinds; one line names the server's answer
         raise StorageError(f"cannot reach the storage {shown} ({first_line(e)})") from None
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` with the PostgreSQL driver that is installed: SQLAlchemy 2.1 picks
+    psycopg 3 and 2.0 psycopg2, whichever of them is there."""
+    import importlib.util
+
+    if not url.startswith("postgresql://"):
+        return url
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{dialect}://" + url.removeprefix("postgresql://")
+    return url
 
 
 def search_attrs(kind: str, space: dict[str, str], objective: str, config: dict) -> dict[str, Any]:

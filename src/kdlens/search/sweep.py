@@ -115,6 +115,8 @@ def run_sweep(
                 new_study.enqueue_trial(params, user_attrs={A + "params": params})
 
     done, crashed = launch(job, workers, "maximize", wanted, enqueue)
+    if done is None:  # not the main process under torchrun: it only trained
+        return {}
     trials = done.get_trials(deepcopy=False)
     document = {
         "config": str(config_path) if config_path else None,

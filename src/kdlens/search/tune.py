@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from kdlens import distributed
 from kdlens.config import RunConfig, load_config
 from kdlens.errors import ConfigError
 from kdlens.search import storage as st
@@ -104,6 +105,11 @@ def run_tune(
     )
     wanted = st.search_attrs("tune", job.space, objective, job.base)
     done, crashed = launch(job, workers, direction, wanted)
+    if done is None:  # not the main process under torchrun: it trains what rank 0 runs
+        best = distributed.broadcast(None)
+        if best is not None and seeds:
+            rerun_best(best_config(base, best, job, folder), seeds, job, folder)
+        return {}
     found = done.get_trials(deepcopy=False)
     table = trials_document(found, space, objective, direction, name)
     folder.write_json(folder.file("trials.json"), table)
@@ -123,7 +129,9 @@ def run_tune(
             f"{unfinished(found)} trial(s) still queued or running elsewhere; the best config "
             "is re-run when all have finished: rerun this command then"
         )
-    elif table["best"] is not None:
+    ready = not unfinished(found) and table["best"] is not None
+    distributed.broadcast(table["best"]["params"] if ready else None)  # torchrun: all re-run
+    if ready:
         best = best_config(base, table["best"]["params"], job, folder)
         write_best(best, folder.file("best.yaml"), table["best"])
         if seeds:
@@ -250,21 +258,26 @@ def rerun_best(config: RunConfig, seeds: int, job: Job, folder: SearchFolder) ->
         seed = config.seed + s
         path = folder.best_run(seed)
         run_folder = RunFolder(path)
-        if run_folder.metrics.is_file():
-            metrics = read_json(run_folder.metrics)
+        if distributed.broadcast(run_folder.metrics.is_file()):  # rank 0's files decide
+            metrics = read_json(run_folder.metrics) if distributed.is_main() else {}
         else:
             seeded = with_values(config, {"seed": seed, "teacher.checkpoint": user_teacher})
             if user_teacher is None:
                 teacher = ensure_teacher(seeded, job.teachers or folder.teachers, job.progress)
                 seeded = with_values(seeded, {"teacher.checkpoint": str(teacher)})
-            tracker = create_tracker(
-                job.tracking,
-                job.tracking_uri,
-                experiment=job.study,
-                run_name=f"tune {job.study} best seed {seed}",
-                tags={A + "study": job.study, A + "best_seed": str(seed), A + "search": "tune"},
+            tracker = (
+                None
+                if not distributed.is_main()
+                else create_tracker(
+                    job.tracking,
+                    job.tracking_uri,
+                    experiment=job.study,
+                    run_name=f"tune {job.study} best seed {seed}",
+                    tags={A + "study": job.study, A + "best_seed": str(seed), A + "search": "tune"},
+                )
             )
-            resume = path.is_dir() and run_folder.is_run()
+            # Resuming needs every process to read the state: only a single process does.
+            resume = distributed.world_size() == 1 and path.is_dir() and run_folder.is_run()
             log.info("best config, seed %d: %s %s", seed, "resuming" if resume else "running", path)
             metrics = run(
                 seeded,
@@ -274,6 +287,8 @@ def rerun_best(config: RunConfig, seeds: int, job: Job, folder: SearchFolder) ->
                 progress=job.progress,
                 tracker=tracker,
             )
+        if not metrics:  # torchrun: only the main process reports
+            continue
         models, summary = metrics["models"], metrics.get("summary", {})
         runs.append(
             {
@@ -286,6 +301,8 @@ def rerun_best(config: RunConfig, seeds: int, job: Job, folder: SearchFolder) ->
                 "verdicts": summary.get("verdicts"),
             }
         )
+    if not runs:
+        return {}
     differences = [r["kd_minus_scratch"] for r in runs]
     return {
         "seeds": [r["seed"] for r in runs],
