@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import zlib
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
@@ -57,16 +58,17 @@ class Job:
 
 
 def make_pruner(name: str):
-    """``median`` (Optuna's MedianPruner after 4 finished trials and 1 epoch) or ``none``."""
+    """``median`` (Optuna's MedianPruner, from the 5th trial and the 2nd epoch on) or ``none``."""
     opt = st.optuna()
     if name == "none":
         return opt.pruners.NopPruner()
-    return opt.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    return opt.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2)
 
 
 def make_sampler(job: Job, n_before: int):
-    """A tune's TPE sampler, seeded per worker and per start, so two workers (or a rerun) never
-    draw the same random start.
+    """A tune's TPE sampler, seeded by the study, the config's seed, the worker and how many
+    trials the study held when it started: reproducible, yet two workers (or a rerun) never draw
+    the same random start.
 
     A sweep samples nothing: every (cell, seed) is enqueued once and its workers only take
     enqueued trials. (Optuna's GridSampler would start a cell that is still running elsewhere
@@ -75,8 +77,8 @@ def make_sampler(job: Job, n_before: int):
     opt = st.optuna()
     if job.kind == "sweep":
         return opt.samplers.RandomSampler(seed=0)
-    seed = RunConfig.model_validate(job.base).seed * 1_000_003 + job.index * 7919 + n_before
-    return opt.samplers.TPESampler(seed=seed % 2**31)
+    parts = (job.study, RunConfig.model_validate(job.base).seed, job.index, n_before)
+    return opt.samplers.TPESampler(seed=zlib.crc32(repr(parts).encode()) % 2**31)
 
 
 def load_study(job: Job, storage):
