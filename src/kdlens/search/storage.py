@@ -175,8 +175,8 @@ def wait_until_described(study, name: str) -> dict[str, Any]:
             return attrs
         if time.monotonic() > deadline:
             raise StorageError(
-                f"study {name!r} exists in the storage but was not made by kdlens "
-                "(choose another --study)"
+                f"study {name!r} exists in the storage but kdlens did not describe it (made "
+                "by another program, or its creation was interrupted); choose another --study"
             )
         time.sleep(0.5)
 
