@@ -4,7 +4,8 @@ One torch thread per worker (``--workers 2`` gives each worker cores // 2 = 1 th
 machine; the 1-worker run sets 1 thread). The teacher is trained once before the timings and
 shared through ``--teachers`` (it is what a grid of a seed shares anyway), so the timings are
 the four trials (scratch + distilled student each, no later stages) and the workers' start-up.
-Repeats alternate the order of the two settings; medians are reported.
+Repeats alternate the order of the two settings; medians are reported, with the CPU seconds of
+the command and its worker processes (the work done, whatever the machine's load).
 
     PYTHONPATH=src python benchmarks/search_workers.py --repeats 3
 """
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -28,6 +30,15 @@ from kdlens.search.teachers import ensure_teacher
 
 CORE = ["explain.enabled=false", "readable.students=[]", "readable.sweeps=[]"]
 GRID = {"distill.temperature": [2, 8], "distill.alpha": [0.0, 0.5]}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the spawned workers)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -46,6 +57,7 @@ def main() -> None:
     ]
     base = load_config(None, overrides)
     times: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
     loads = []
     with tempfile.TemporaryDirectory() as tmp:
         teachers = Path(tmp) / "teachers"
@@ -56,10 +68,16 @@ def main() -> None:
             for workers in (1, 2) if rep % 2 == 0 else (2, 1):
                 out = Path(tmp) / f"rep{rep}_w{workers}"
                 loads.append(os.getloadavg()[0])
+                before = cpu_seconds()
                 start = time.perf_counter()
                 run_sweep(None, GRID, 1, out, overrides, teachers_dir=teachers, workers=workers)
                 times[workers].append(time.perf_counter() - start)
-                print(f"repeat {rep}, {workers} worker(s): {times[workers][-1]:.1f}s", flush=True)
+                cpu[workers].append(cpu_seconds() - before)
+                print(
+                    f"repeat {rep}, {workers} worker(s): {times[workers][-1]:.1f}s wall, "
+                    f"{cpu[workers][-1]:.1f} CPU-s",
+                    flush=True,
+                )
     one, two = statistics.median(times[1]), statistics.median(times[2])
     result = {
         "grid": GRID,
@@ -68,6 +86,8 @@ def main() -> None:
         "seconds": {str(k): v for k, v in times.items()},
         "median_seconds": {"1": one, "2": two},
         "ratio_2_to_1": two / one,
+        "cpu_seconds": {str(k): v for k, v in cpu.items()},
+        "median_cpu_seconds": {str(k): statistics.median(v) for k, v in cpu.items()},
         "load_average_1min_at_starts": loads,
         "environment": {
             "cores": os.cpu_count(),

@@ -118,7 +118,7 @@ def test_two_workers_run_a_2x2_grid_with_no_trial_twice(tmp_path):
 def _sweep_command(out):
     args = [sys.executable, "-m", "kdlens", "sweep", str(SMOKE), "--grid", "distill.alpha=0.1,0.5"]
     args += ["--seeds", "1", "--out", str(out), "--quiet"]
-    for f in [*FAST, "student.train.epochs=6", "student.train.max_batches=8"]:
+    for f in [*FAST, "student.train.epochs=60", "student.train.max_batches=8"]:
         args += ["--set", f]
     return args
 
@@ -126,14 +126,16 @@ def _sweep_command(out):
 def test_a_worker_killed_mid_trial_leaves_a_study_a_rerun_completes(tmp_path):
     out = tmp_path / "s"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "first.log"  # a file, not a pipe nobody reads while it runs
     proc = subprocess.Popen(
-        _sweep_command(out), env=env, stderr=subprocess.PIPE, start_new_session=True
+        _sweep_command(out), env=env, stderr=open(log, "w"), start_new_session=True
     )
     state = out / "trials" / "0" / "checkpoints"
     deadline = time.monotonic() + 300
-    while not list(state.glob("*.state.pt")) and proc.poll() is None:
+    while not list(state.glob("*.state.pt")):
+        assert proc.poll() is None, log.read_text()[-2000:]
         assert time.monotonic() < deadline, "the first trial never saved an epoch"
-        time.sleep(0.2)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # mid-trial: no chance to clean up
     proc.wait()
     assert [t.state.name for t in _trials(out)][0] == "RUNNING"

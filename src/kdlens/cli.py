@@ -137,7 +137,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_tune(args: argparse.Namespace) -> int:
     from kdlens import distributed
     from kdlens.search import parse_space
-    from kdlens.search.tune import run_tune
+    from kdlens.search.tune import run_tune, seed_verdict
 
     _quiet_other_ranks()
     try:
@@ -183,7 +183,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             f"{'seed':>6}{'kd accuracy':>14}{'scratch accuracy':>18}{'kd - scratch':>14}  verdict"
         )
         for r in final["runs"]:
-            verdict = (r.get("verdicts") or {}).get("kd", {}).get("conclusion", "")
+            verdict = seed_verdict(r) or ""
             print(
                 f"{r['seed']:>6}{r['kd_accuracy']:>14.4f}{r['scratch_accuracy']:>18.4f}"
                 f"{r['kd_minus_scratch']:>+14.4f}  {verdict}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from kdlens import distributed
@@ -32,14 +32,30 @@ def teacher_key(config: RunConfig) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
+@contextmanager
+def _held(path: Path, seed: int):
+    """Hold the lock file ``path``; says so when another worker holds it (it is training that
+    teacher, which this one then loads)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("teacher of seed %d: another worker is training it; waiting", seed)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def ensure_teacher(config: RunConfig, teachers: str | Path, progress: bool = False) -> Path:
     """The checkpoint of ``config``'s teacher under ``teachers``, trained first if no process
     did (a teacher whose training was killed continues from its last epoch).
 
     Under torchrun every process calls this: rank 0 decides, all of them train together.
     """
-    from filelock import FileLock
-
     from kdlens.pipeline import run
 
     teachers = Path(teachers)
@@ -47,8 +63,8 @@ def ensure_teacher(config: RunConfig, teachers: str | Path, progress: bool = Fal
     folder = RunFolder(teachers / key)
     if distributed.is_main():
         teachers.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(teachers / f"{key}.lock")) if distributed.is_main() else nullcontext()
-    with lock:
+    lock = teachers / f"{key}.lock"
+    with _held(lock, config.seed) if distributed.is_main() else nullcontext():
         done = distributed.broadcast(folder.done("teacher").is_file())
         if not done:
             # Resuming needs every process to read the state: only a single process does.
@@ -68,3 +84,16 @@ def ensure_teacher(config: RunConfig, teachers: str | Path, progress: bool = Fal
                 only=("teacher",),
             )
     return folder.weights("teacher").resolve()
+
+
+def with_shared_teacher(
+    config: RunConfig, teachers: str | Path, progress: bool = False
+) -> RunConfig:
+    """``config`` loading its seed's shared teacher (trained first if no process did); a config
+    that names its own ``teacher.checkpoint`` is returned as it is."""
+    if config.teacher.checkpoint is not None:
+        return config
+    checkpoint = ensure_teacher(config, teachers, progress)
+    return config.model_copy(
+        update={"teacher": config.teacher.model_copy(update={"checkpoint": str(checkpoint)})}
+    )

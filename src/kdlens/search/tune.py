@@ -220,13 +220,9 @@ def best_config(
 ) -> RunConfig:
     """The best trial's config, with the teacher its trial distilled from (so it reruns to the
     same validation accuracy)."""
-    from kdlens.search.teachers import ensure_teacher
+    from kdlens.search.teachers import with_shared_teacher
 
-    config = with_values(base, params)
-    if config.teacher.checkpoint is None:
-        teacher = ensure_teacher(config, job.teachers or folder.teachers)
-        config = with_values(config, {"teacher.checkpoint": str(teacher)})
-    return config
+    return with_shared_teacher(with_values(base, params), job.teachers or folder.teachers)
 
 
 def write_best(config: RunConfig, path: Path, best: dict[str, Any]) -> None:
@@ -249,7 +245,7 @@ def rerun_best(config: RunConfig, seeds: int, job: Job, folder: SearchFolder) ->
     from kdlens.evaluate.verdicts import mean_interval
     from kdlens.pipeline import run
     from kdlens.run import RunFolder
-    from kdlens.search.teachers import ensure_teacher
+    from kdlens.search.teachers import with_shared_teacher
     from kdlens.tracking import create_tracker
 
     user_teacher = job.base["teacher"]["checkpoint"]
@@ -262,9 +258,7 @@ def rerun_best(config: RunConfig, seeds: int, job: Job, folder: SearchFolder) ->
             metrics = read_json(run_folder.metrics) if distributed.is_main() else {}
         else:
             seeded = with_values(config, {"seed": seed, "teacher.checkpoint": user_teacher})
-            if user_teacher is None:
-                teacher = ensure_teacher(seeded, job.teachers or folder.teachers, job.progress)
-                seeded = with_values(seeded, {"teacher.checkpoint": str(teacher)})
+            seeded = with_shared_teacher(seeded, job.teachers or folder.teachers, job.progress)
             tracker = (
                 None
                 if not distributed.is_main()
@@ -308,19 +302,27 @@ def rerun_best(config: RunConfig, seeds: int, job: Job, folder: SearchFolder) ->
         "seeds": [r["seed"] for r in runs],
         "runs": runs,
         "kd_minus_scratch": mean_interval(differences),
-        "verdict": verdict_text(mean_interval(differences)),
+        "verdict": verdict_text(mean_interval(differences), runs),
     }
 
 
-def verdict_text(difference: dict[str, Any]) -> str:
-    """One line on kd - scratch test accuracy over seeds, from its 95 % t-interval."""
+def verdict_text(difference: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """One line: kd - scratch test accuracy over the seeds with its 95 % t-interval, and the
+    seeds' own verdicts on kd when their metrics.json has them."""
     mean, ci, n = difference["mean"], difference["ci95"], difference["n"]
     text = f"kd - scratch test accuracy {100 * mean:+.2f} points over {n} seed(s)"
-    if ci is None:
-        return text + " (one seed: no interval over seeds)"
-    text += f", 95% t-interval [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
-    if ci[0] > 0:
-        return text + ": distillation helped"
-    if ci[1] < 0:
-        return text + ": distillation hurt"
-    return text + ": no clear difference"
+    if ci is not None:
+        text += f" (95% t-interval over seeds {100 * ci[0]:+.2f} to {100 * ci[1]:+.2f})"
+    words = [seed_verdict(r) for r in runs]
+    if any(words):
+        text += "; verdicts: " + ", ".join(
+            f"seed {r['seed']} {w}" for r, w in zip(runs, words, strict=True) if w
+        )
+    return text
+
+
+def seed_verdict(run: dict[str, Any]) -> str | None:
+    """The conclusion of a seed's kd-against-scratch verdict, when its metrics.json has one."""
+    verdicts = run.get("verdicts")
+    kd = verdicts.get("kd") if isinstance(verdicts, dict) else None
+    return kd.get("conclusion") if isinstance(kd, dict) else None

@@ -24,7 +24,7 @@ from kdlens.errors import KdlensError, first_line
 from kdlens.search import storage as st
 from kdlens.search.folder import SearchFolder, worker_name
 from kdlens.search.space import Param, param_from_spec, with_values
-from kdlens.search.teachers import ensure_teacher
+from kdlens.search.teachers import with_shared_teacher
 from kdlens.search.trial import Reporter, run_trial
 from kdlens.tracking import create_tracker
 from kdlens.utils import resolve_device
@@ -123,12 +123,8 @@ def _describe(values: dict[str, Any]) -> str:
 
 
 def _trial_config(job: Job, base: RunConfig, values: dict[str, Any]) -> RunConfig:
-    config = with_values(base, values)
-    if config.teacher.checkpoint is None:  # a teacher trained once per seed, shared
-        teachers = job.teachers or str(SearchFolder(job.folder).teachers)
-        teacher = ensure_teacher(config, teachers, progress=job.progress)
-        config = with_values(config, {"teacher.checkpoint": str(teacher)})
-    return config
+    teachers = job.teachers or SearchFolder(job.folder).teachers
+    return with_shared_teacher(with_values(base, values), teachers, job.progress)
 
 
 def _run_one(job: Job, base: RunConfig, study, storage, trial, values, number: int) -> None:
