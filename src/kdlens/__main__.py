@@ -1,3 +1,4 @@
 from kdlens.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # spawned search workers import this module without running it
+    raise SystemExit(main())

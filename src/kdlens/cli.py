@@ -23,6 +23,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kdlens import distributed
     from kdlens.config import default_config_path, load_config
     from kdlens.pipeline import resume_run, run, run_seeds
+    from kdlens.tracking import create_tracker
 
     if args.resume and (args.config or args.out or args.overwrite or args.seeds is not None):
         raise ConfigError(
@@ -39,7 +40,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overrides.append("teacher.model_args.trust_pickle=true")
         if args.resume:
             out = Path(args.resume)
-            metrics = resume_run(out, overrides, progress=_progress(args))
+            metrics = resume_run(
+                out,
+                overrides,
+                progress=_progress(args),
+                tracker=create_tracker(args.tracking, args.tracking_uri, run_name=out.name),
+                tracker_for=_seed_trackers(args, out),
+            )
         else:
             # Without --config: the tuned default recipe (the code defaults augment nothing).
             config = load_config(args.config or default_config_path(), overrides)
@@ -54,9 +61,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite, progress=_progress(args), tensorboard=args.tensorboard
             )
             if (args.seeds or 1) > 1:
-                metrics = run_seeds(config, out, args.seeds, **common)
+                metrics = run_seeds(
+                    config, out, args.seeds, tracker_for=_seed_trackers(args, out), **common
+                )
             else:
-                metrics = run(config, out, **common)
+                tracker = create_tracker(args.tracking, args.tracking_uri, run_name=out.name)
+                metrics = run(config, out, tracker=tracker, **common)
     finally:
         distributed.teardown()
     if metrics and isinstance(metrics.get("seeds"), list):  # a multi-seed folder's summary
@@ -74,6 +84,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.tensorboard:
             print(f"tensorboard: tensorboard --logdir {folder.tensorboard}")
     return 0
+
+
+def _seed_trackers(args: argparse.Namespace, out: Path):
+    """``--tracking`` with ``--seeds``: one tracked run per seed, named ``OUT/seed-<k>``."""
+    from kdlens.tracking import create_tracker
+
+    if not args.tracking:
+        return None
+    return lambda k: create_tracker(
+        args.tracking, args.tracking_uri, run_name=f"{out.name}/seed-{k}"
+    )
 
 
 def _print_seeds(summary: dict, out: Path) -> None:
@@ -148,32 +169,116 @@ def _print_summary(metrics: dict) -> None:
     print("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["timings"].items()))
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from kdlens.sweep import parse_grid, run_sweep
-    from kdlens.sweep.runner import MODELS, csv_rows
+def _quiet_other_ranks() -> None:
+    from kdlens import distributed
 
-    document = run_sweep(
-        args.config,
-        parse_grid(args.grid),
-        args.seeds,
-        args.out,
-        overrides=args.set,
-        progress=_progress(args),
-    )
+    if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
+        logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from kdlens import distributed
+    from kdlens.search import parse_grid, run_sweep
+    from kdlens.search.sweep import csv_rows
+
+    _quiet_other_ranks()
+    try:
+        document = run_sweep(
+            args.config,
+            parse_grid(args.grid),
+            args.seeds,
+            args.out,
+            overrides=args.set,
+            progress=_progress(args),
+            storage=args.storage,
+            study=args.study,
+            workers=args.workers,
+            tracking=args.tracking,
+            tracking_uri=args.tracking_uri,
+            teachers_dir=args.teachers,
+        )
+    finally:
+        distributed.teardown()
+    if not document:  # every process but the main one under torchrun
+        return 0
     keys = list(document["grid"])
-    shown = MODELS[0]  # csv_rows' unprefixed columns: the distilled student's
-    print(
-        "\n"
-        + "".join(f"{k:>24}" for k in keys)
-        + "".join(f"{shown + ' ' + metric:>22}" for metric in ("accuracy", "fidelity"))
-        + f"   (mean ± std over {len(document['seeds'])} seeds)"
-    )
-    for row in csv_rows(document):
+    print(f"\ntest split, mean ± std over {len(document['seeds'])} seed(s):")
+    print("".join(f"{k:>24}" for k in keys) + f"{'kd accuracy':>22}{'kd fidelity':>22}")
+    for cell, row in zip(document["cells"], csv_rows(document), strict=True):
         cells = "".join(f"{str(row[k]):>24}" for k in keys)
         for metric in ("accuracy", "fidelity"):
-            cells += f"{row[metric + '_mean']:>13.4f} ± {row[metric + '_std']:.4f}"
+            if metric + "_mean" in row:
+                cells += f"{row[metric + '_mean']:>15.4f} ± {row[metric + '_std']:.4f}"
+            else:
+                cells += f"{'failed' if cell.get('failed') else 'not run yet':>22}"
         print(cells)
+    if document["unfinished"]:
+        print(f"\n{document['unfinished']} run(s) still running elsewhere; rerun to update")
     print(f"\nsweep folder: {args.out} (sweep.json, sweep.csv, sweep.png)")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from kdlens import distributed
+    from kdlens.search import parse_space
+    from kdlens.search.tune import run_tune, seed_verdict
+
+    _quiet_other_ranks()
+    try:
+        document = run_tune(
+            args.config,
+            parse_space(args.space),
+            args.trials,
+            args.out,
+            overrides=args.set,
+            storage=args.storage,
+            study=args.study,
+            workers=args.workers,
+            objective=args.objective,
+            pruner=args.pruner,
+            seeds=args.seeds,
+            progress=_progress(args),
+            teachers_dir=args.teachers,
+            tracking=args.tracking,
+            tracking_uri=args.tracking_uri,
+        )
+    finally:
+        distributed.teardown()
+    if not document:  # every process but the main one under torchrun
+        return 0
+    out = Path(args.out)
+    objective = document["objective"]
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in document["trials"].items())
+    print(f"\ntrials: {counts}; the distilled students trained {document['epochs']} epochs")
+    best = document["best"]
+    if best is None:
+        print("no trial finished: nothing to re-run")
+    else:
+        print(
+            f"best: trial {best['number']}, {objective['model']} {objective['metric']} "
+            f"{best['value']:.4f} (validation split)"
+        )
+        for key, value in best["params"].items():
+            print(f"  {key} = {value:.6g}" if isinstance(value, float) else f"  {key} = {value}")
+    final = document.get("final")
+    if final:
+        print(f"\nbest config on the test split ({len(final['seeds'])} seed(s)):")
+        print(
+            f"{'seed':>6}{'kd accuracy':>14}{'scratch accuracy':>18}{'kd - scratch':>14}  verdict"
+        )
+        for r in final["runs"]:
+            verdict = seed_verdict(r) or ""
+            print(
+                f"{r['seed']:>6}{r['kd_accuracy']:>14.4f}{r['scratch_accuracy']:>18.4f}"
+                f"{r['kd_minus_scratch']:>+14.4f}  {verdict}"
+            )
+        print(final["verdict"])
+    if document.get("note"):
+        print(document["note"])
+    print(
+        f"\ntune folder: {out} (trials.csv, trials.json, tune.html"
+        + (", best.yaml)" if best else ")")
+    )
     return 0
 
 
@@ -268,6 +373,43 @@ def _print_int8_export(r: dict, args: argparse.Namespace) -> None:
     print(f"(medians of {t.get('clock', 'wall')} time, {t['threads']} thread(s))")
 
 
+def _tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking",
+        choices=["mlflow"],
+        help="also log to MLflow: config, per-epoch and final metrics, verdicts, report.html",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: a local mlruns/ folder)",
+    )
+
+
+def _search_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument("--out", required=True, help=f"{kind} folder; rerun to resume")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override"
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage shared by machines: postgresql://..., mysql://... "
+        "(default: a journal file in the folder)",
+    )
+    parser.add_argument("--study", help="study name in the storage (default: the folder's name)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes on this machine (default 1)"
+    )
+    parser.add_argument(
+        "--teachers",
+        metavar="DIR",
+        help="where the shared teachers are trained (default: OUT/teachers)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _tracking_arguments(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kdlens import __version__
 
@@ -309,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue a run that stopped: skip finished stages, resume the interrupted one",
     )
+    _tracking_arguments(run)
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser(
@@ -330,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_cmd_report)
 
     sweep = sub.add_parser(
-        "sweep", help="run a grid of overrides over seeds, one teacher per seed; resumable"
+        "sweep", help="run a grid of overrides over seeds on Optuna, one teacher per seed"
     )
     sweep.add_argument("config", help="YAML config every cell starts from")
     sweep.add_argument(
@@ -342,12 +485,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="a swept field and its values, e.g. --grid distill.method=kd,dkd (repeatable)",
     )
     sweep.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
-    sweep.add_argument("--out", required=True, help="sweep folder; rerun to resume")
-    sweep.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override"
-    )
-    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    _search_arguments(sweep, "sweep")
     sweep.set_defaults(func=_cmd_sweep)
+
+    tune = sub.add_parser(
+        "tune",
+        help="search config values with Optuna on the distilled student's validation metric",
+    )
+    tune.add_argument("config", help="YAML config every trial starts from")
+    tune.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        required=True,
+        metavar="KEY=SPEC",
+        help="a searched field: float:LOW:HIGH, log:LOW:HIGH, int:LOW:HIGH or choice:A,B "
+        "(repeatable), e.g. --space distill.temperature=log:1:32",
+    )
+    tune.add_argument("--trials", type=int, required=True, help="trials in the study")
+    tune.add_argument(
+        "--objective",
+        default="val_accuracy",
+        help="the distilled student's validation metric: val_accuracy (default) or val_nll",
+    )
+    tune.add_argument(
+        "--pruner",
+        default="median",
+        choices=["median", "none"],
+        help="stop trials below the median at the same epoch (default) or never",
+    )
+    tune.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="re-run the best config on the test split for this many seeds (default 3; 0: none)",
+    )
+    _search_arguments(tune, "tune")
+    tune.set_defaults(func=_cmd_tune)
 
     exp = sub.add_parser("export", help="export a model of a run to ONNX, checked by ONNX Runtime")
     exp.add_argument("run_dir", help="a run folder written by `kdlens run`")

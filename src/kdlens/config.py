@@ -563,11 +563,19 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     """``key=value`` overrides applied to a config dict (in place; also returned)."""
     for text in overrides or []:
         keys, value = parse_override(text)
-        if len(keys) >= 2 and keys[0] in ("teacher", "student") and keys[1] == "model":
-            section = raw.setdefault(keys[0], {})
-            if isinstance(section, dict):
-                section["model_args"] = {}
-        _set_path(raw, keys, value)
+        set_value(raw, keys, value)
+    return raw
+
+
+def set_value(raw: dict[str, Any], key: str | list[str], value: Any) -> dict[str, Any]:
+    """Set one dotted ``key`` of a config dict to an already-typed ``value`` (in place; also
+    returned). A new ``teacher.model``/``student.model`` drops the old model's arguments."""
+    keys = key.split(".") if isinstance(key, str) else key
+    if len(keys) >= 2 and keys[0] in ("teacher", "student") and keys[1] == "model":
+        section = raw.setdefault(keys[0], {})
+        if isinstance(section, dict):
+            section["model_args"] = {}
+    _set_path(raw, keys, value)
     return raw
 
 

@@ -108,3 +108,12 @@ def sync_buffers(module: nn.Module) -> None:
         return
     for buf in module.buffers():
         dist.broadcast(buf, src=0)
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's ``value``, in every process (a search's rank 0 decides, the others follow)."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

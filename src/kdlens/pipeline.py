@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from kdlens.run.inputs import (
 )
 from kdlens.run.teachers import check_loaded_teacher, check_teacher_use
 from kdlens.stages import STAGES
-from kdlens.tracking import TensorBoardLogger
+from kdlens.tracking import TensorBoardLogger, Tracker
 from kdlens.train import check_precision, config_values
 from kdlens.utils import resolve_device
 
@@ -216,11 +217,21 @@ def run(
     tensorboard: bool = False,
     resume: bool = False,
     only: tuple[str, ...] | None = None,
+    on_epoch: Callable[[str, dict[str, float]], Any] | None = None,
+    tracker: Tracker | None = None,
+    twins: bool = True,
 ) -> dict[str, Any]:
     """Run the whole experiment and write the run folder; returns the metrics written.
 
     ``only`` names the stages to run (e.g. ``("teacher",)`` to train a teacher to share);
     default: all of :data:`kdlens.stages.STAGES`.
+
+    ``on_epoch(model_name, epoch_record)`` is called after every training epoch of every model
+    (a search reports the distilled student's validation accuracy to its pruner there); an
+    exception it raises stops the run, leaving the folder as an interrupted run.
+    ``tracker`` (e.g. :class:`kdlens.tracking.MlflowTracker`) logs the run elsewhere, from the
+    main process. ``twins=False`` skips the distilled students' hard-label twins (``scratch``),
+    for runs judged on the distilled student alone (a search's trials).
 
     ``tensorboard=True`` also writes TensorBoard event files to ``<out_dir>/tb/<model>``.
     ``resume=True`` continues the run in ``out_dir``: finished stages are reloaded, the
@@ -229,7 +240,7 @@ def run(
     """
     total = time.perf_counter()
     ctx = prepare(config, out_dir, overwrite=overwrite, progress=progress, resume=resume)
-    return _walk(ctx, overwrite, tensorboard, only, total)
+    return _walk(ctx, overwrite, tensorboard, only, total, on_epoch, tracker, twins)
 
 
 def _walk(
@@ -238,6 +249,9 @@ def _walk(
     tensorboard: bool,
     only: tuple[str, ...] | None,
     total: float,
+    on_epoch: Callable[[str, dict[str, float]], Any] | None = None,
+    tracker: Tracker | None = None,
+    twins: bool = True,
 ) -> dict[str, Any]:
     """Start (or continue) the prepared run's folder and walk the stages; see :func:`run`."""
     resume, folder = ctx.resume, ctx.folder
@@ -248,9 +262,14 @@ def _walk(
         elif folder.write:
             folder.check_target(overwrite)
         _start(ctx, overwrite)
-        if tensorboard:
-            ctx.on_epoch = TensorBoardLogger(ctx.folder.tensorboard)
+        board = TensorBoardLogger(ctx.folder.tensorboard) if tensorboard else None
+        tracker = tracker if distributed.is_main() else None
+        # Loggers first: the epoch a callback stops the run on is still logged.
+        ctx.on_epoch = _each(tracker, board, on_epoch)
         ctx.world_size = distributed.world_size()
+        ctx.twins = twins
+        if tracker is not None:
+            tracker.start(ctx.config, folder)
         try:
             for stage in STAGES:
                 if stage.MAIN_ONLY and not distributed.is_main():
@@ -258,9 +277,13 @@ def _walk(
                 if only is not None and stage.NAME not in only:
                     continue
                 stage.run(ctx)
+        except BaseException as e:
+            if tracker is not None:
+                tracker.stop(e)
+            raise
         finally:
-            if tensorboard:
-                ctx.on_epoch.close()
+            if board is not None:
+                board.close()
         if not distributed.is_main():
             return {}
         ctx.timings["total"] = time.perf_counter() - total
@@ -268,13 +291,35 @@ def _walk(
             log.warning("note: %s", text)
         metrics = ctx.metrics_document()
         folder.write_json(folder.metrics, metrics)
+        if tracker is not None:
+            tracker.finish(metrics, folder)
         return metrics
 
 
+def _each(*callbacks: Callable[[str, dict[str, float]], Any] | None):
+    """One ``on_epoch`` callback calling each given one in turn; None when none is given."""
+    given = [c for c in callbacks if c is not None]
+    if not given:
+        return None
+
+    def call(name: str, record: dict[str, float]) -> None:
+        for callback in given:
+            callback(name, record)
+
+    return call
+
+
 def resume_run(
-    run_dir: str | Path, overrides: list[str] | None = None, progress: bool = False
+    run_dir: str | Path,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+    tracker: Tracker | None = None,
+    tracker_for: Callable[[int], Tracker | None] | None = None,
 ) -> dict[str, Any]:
     """Continue the run in ``run_dir`` with the config it started with; returns its metrics.
+
+    ``tracker`` logs the continued run; for a multi-seed folder ``tracker_for(k)`` gives seed
+    ``k``'s tracker instead (see :func:`run_seeds`).
 
     ``overrides`` (``key=value``) change that config, e.g. a lower ``train.lr`` for the stage
     that diverged; one that changes what a finished stage was trained with is refused, and a
@@ -284,10 +329,10 @@ def resume_run(
     if not folder.path.is_dir() or not folder.is_run():
         raise KdlensError(f"cannot resume {folder.path}: it is not a kdlens run folder")
     if folder.is_seeds():
-        return resume_seeds(folder.path, overrides, progress)
+        return resume_seeds(folder.path, overrides, progress, tracker_for=tracker_for)
     config = read_config(folder, overrides)
     check_resume(folder, config)  # before the data is loaded: the cheapest refusal first
-    return run(config, folder.path, progress=progress, resume=True)
+    return run(config, folder.path, progress=progress, resume=True, tracker=tracker)
 
 
 # -- several seeds ------------------------------------------------------------------------------
@@ -301,6 +346,7 @@ def run_seeds(
     progress: bool = False,
     tensorboard: bool = False,
     resume: bool = False,
+    tracker_for: Callable[[int], Tracker | None] | None = None,
 ) -> dict[str, Any]:
     """``kdlens run --seeds N``: N complete runs (teacher, split and students each) with seeds
     ``config.seed + k`` into ``out_dir/seed-<k>/``, then ``summary.json`` and ``report.html`` at
@@ -309,6 +355,7 @@ def run_seeds(
     ``resume=True`` continues a multi-seed folder: finished seeds (those with a metrics.json) are
     read, not rerun; an interrupted one is resumed; the summary is written anew. Under torchrun
     every process runs every seed and the main one returns the summary, the others ``{}``.
+    ``tracker_for(k)`` gives seed ``k``'s tracker (one MLflow run per seed), or None.
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {seeds})")
@@ -339,8 +386,9 @@ def run_seeds(
                 )
                 continue
             log.info("seed %d (%d of %d): %s", cfg.seed, k + 1, seeds, seed_folder.path)
+            tracker = tracker_for(k) if tracker_for is not None else None
             if first is not None and k == 0:
-                _walk(first, True, tensorboard, None, first_start)
+                _walk(first, True, tensorboard, None, first_start, tracker=tracker)
                 first = None
                 continue
             started = seed_folder.path.is_dir() and seed_folder.is_run()
@@ -351,6 +399,7 @@ def run_seeds(
                 progress=progress,
                 tensorboard=tensorboard,
                 resume=started,
+                tracker=tracker,
             )
         if not folder.write:
             return {}
@@ -367,7 +416,10 @@ def run_seeds(
 
 
 def resume_seeds(
-    run_dir: str | Path, overrides: list[str] | None = None, progress: bool = False
+    run_dir: str | Path,
+    overrides: list[str] | None = None,
+    progress: bool = False,
+    tracker_for: Callable[[int], Tracker | None] | None = None,
 ) -> dict[str, Any]:
     """Continue the multi-seed folder ``run_dir`` (see :func:`run_seeds`); returns its summary."""
     folder = RunFolder(run_dir, write=False)
@@ -375,7 +427,9 @@ def resume_seeds(
     if not isinstance(seeds, int) or seeds < 1:
         raise CheckpointError(f"{folder.marker} does not say how many seeds the run has")
     config = read_config(folder, overrides)
-    return run_seeds(config, folder.path, seeds, progress=progress, resume=True)
+    return run_seeds(
+        config, folder.path, seeds, progress=progress, resume=True, tracker_for=tracker_for
+    )
 
 
 def _read_seed(folder: RunFolder, k: int, seed: int) -> SeedRun:

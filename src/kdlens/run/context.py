@@ -50,6 +50,8 @@ class RunContext:
     on_epoch: Callable[[str, dict[str, float]], Any] | None = None
     resume: bool = False  # continue the run in the folder: skip finished stages
     world_size: int = 1  # processes that train together (torchrun)
+    # Train each distilled student's hard-label twin (scratch); a search's trials need only kd.
+    twins: bool = True
     # Data the students learn on (the transfer set), set by the teacher stage: (x, y) raw.
     student_data: Tensors | None = None
     teacher_data: Tensors | None = None

@@ -13,6 +13,8 @@ from kdlens.utils import set_seed
 NAME = "students"
 MAIN_ONLY = False
 DEPENDS_ON = ("seed", "data", "teacher", "student", "distill")
+DISTILLED = "kd"  # the model name a search follows epoch by epoch
+TWIN = "scratch"
 
 
 def run(ctx: RunContext) -> None:
@@ -24,12 +26,13 @@ def run(ctx: RunContext) -> None:
     model = ctx.build(spec)
     architecture = architecture_of(spec, model)
     family = family_of(architecture)
-    scratch = ModelRecord(
-        "scratch", role="student", family=family, trained_with="labels", spec=architecture
-    )
-    train_stage(ctx, scratch, Distiller(model), cfg, seed, data, DEPENDS_ON, source_index=index)
+    if ctx.twins:
+        scratch = ModelRecord(
+            TWIN, role="student", family=family, trained_with="labels", spec=architecture
+        )
+        train_stage(ctx, scratch, Distiller(model), cfg, seed, data, DEPENDS_ON, source_index=index)
 
-    set_seed(seed)
+    set_seed(seed)  # the same initialisation and batch order with or without the twin
     distiller = build_distiller(
         ctx.config.distill,
         ctx.build(spec),
@@ -38,11 +41,11 @@ def run(ctx: RunContext) -> None:
         num_examples=len(ctx.student_data[1]),
     )
     kd = ModelRecord(
-        "kd",
+        DISTILLED,
         role="student",
         family=family,
         trained_with="teacher",
-        twin="scratch",
+        twin=TWIN if ctx.twins else None,
         spec=architecture,
     )
     train_stage(ctx, kd, distiller, cfg, seed, data, DEPENDS_ON, source_index=index)
