@@ -59,3 +59,19 @@ def test_unknown_model_and_argument():
         create_model("mpl", (4,), 2)
     with pytest.raises(ConfigError, match="has no argument 'widht'"):
         create_model("mlp", (4,), 2, widht=3)
+
+
+def test_cnn_convs_per_block_stacks_convs_and_keeps_one_conv_layout():
+    one = create_model("cnn", (1, 8, 8), 3, channels=[4, 8], hidden=5)
+    two = create_model("cnn", (1, 8, 8), 3, channels=[4, 8], hidden=5, convs_per_block=2)
+    convs = [m for m in two.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 4), (4, 4), (4, 8), (8, 8)]
+    # the extra convs and their batch norms: 3*3*(4*4 + 8*8) weights, 2*(4 + 8) BN parameters
+    assert count_parameters(two) - count_parameters(one) == 9 * (16 + 64) + 2 * (4 + 8)
+    # the default keeps the layout (conv, BN, ReLU, pool) per block, so checkpoints saved before
+    # the argument existed still load
+    conv_keys = [k for k, v in one.state_dict().items() if v.ndim == 4]
+    assert conv_keys == ["features.0.weight", "features.4.weight"]
+    assert two.eval()(torch.rand(2, 1, 8, 8)).shape == (2, 3)
+    with pytest.raises(ConfigError, match="convs_per_block must be at least 1"):
+        create_model("cnn", (1, 8, 8), 3, convs_per_block=0)

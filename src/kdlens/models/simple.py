@@ -32,16 +32,27 @@ def mlp(
 
 
 class ConvNet(nn.Module):
-    """conv3x3-BN-ReLU-maxpool blocks, then a hidden linear layer and the classifier."""
+    """Blocks of ``convs_per_block`` conv3x3-BN-ReLU and a maxpool, then a hidden linear layer and
+    the classifier."""
 
-    def __init__(self, in_channels: int, num_classes: int, channels, hidden: int, dropout: float):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        channels,
+        hidden: int,
+        dropout: float,
+        convs_per_block: int = 1,
+    ):
         super().__init__()
         blocks: list[nn.Module] = []
         c_in = in_channels
         for c in channels:
-            blocks += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+            for _ in range(convs_per_block):
+                blocks += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)]
+                blocks.append(nn.ReLU())
+                c_in = c
             blocks.append(nn.MaxPool2d(2))
-            c_in = c
         self.features = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(4)  # any input size -> (B, C, 4, 4)
         self.head = nn.Sequential(
@@ -63,14 +74,21 @@ def cnn(
     channels: list[int] = (32, 64),
     hidden: int = 128,
     dropout: float = 0.0,
+    convs_per_block: int = 1,
 ) -> ConvNet:
-    """A small conv net: one conv block per entry of ``channels`` (each halving the
-    resolution), then a hidden layer and the classifier."""
+    """A small conv net: one block per entry of ``channels``, each halving the resolution, then a
+    hidden layer and the classifier.
+
+    ``convs_per_block=2`` stacks two 3x3 convs before each pooling (VGG-style): a deeper teacher
+    at the same resolution schedule.
+    """
     require_image("cnn", input_shape)
     channels = positive_widths("cnn", "channels", channels)
     (hidden,) = positive_widths("cnn", "hidden", [hidden])
+    if convs_per_block < 1:
+        raise ConfigError(f"model 'cnn': convs_per_block must be at least 1, got {convs_per_block}")
     if len(channels) > math.floor(math.log2(min(input_shape[1:]))):
         raise ConfigError(
             f"model 'cnn': {len(channels)} blocks are too many for {input_shape} input"
         )
-    return ConvNet(input_shape[0], num_classes, list(channels), hidden, dropout)
+    return ConvNet(input_shape[0], num_classes, list(channels), hidden, dropout, convs_per_block)
