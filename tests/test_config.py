@@ -61,6 +61,22 @@ def test_default_yaml_is_the_packaged_recipe_and_hintons_mnist_setup():
     assert c.distill.temperature >= 10 and c.distill.alpha <= 0.1
 
 
+def test_default_student_compresses_its_teacher():
+    """Issue 12: the default student has >= 4x fewer parameters and >= 10x fewer FLOPs."""
+    import torch
+
+    from kdlens.config import default_config_path
+    from kdlens.evaluate.compression import flops_per_example
+    from kdlens.models import count_parameters, create_model
+
+    c = load_config(default_config_path())
+    shape, example = (1, 28, 28), torch.zeros(1, 1, 28, 28)
+    teacher = create_model(c.teacher.model, shape, 10, **c.teacher.model_args)
+    student = create_model(c.student.model, shape, 10, **c.student.model_args)
+    assert count_parameters(teacher) >= 4 * count_parameters(student)
+    assert flops_per_example(teacher, example) >= 10 * flops_per_example(student, example)
+
+
 def test_code_defaults_are_neutral():
     c = RunConfig()
     for train in (c.teacher.train, c.student.train, c.readable.soft_tree.train):
