@@ -2,7 +2,7 @@
 
 Each test rebuilds the inputs its golden script used (tests/golden/features_common.py), runs
 kdlens's pure loss, and compares the loss and the gradients with the stored values (relative error
-<= 1e-5). Regenerate with the scripts; see tests/golden/README_features.md.
+<= 1e-5). Regenerate with the scripts; see tests/golden/README.md (feature methods).
 """
 
 import math
