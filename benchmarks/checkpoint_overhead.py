@@ -5,6 +5,9 @@ Runs the default config end to end with ``train.checkpoint_every=1`` (the defaul
 ``StageCheckpoint.save`` call directly, so the overhead is also measured without run-to-run noise.
 
     python benchmarks/checkpoint_overhead.py --repeats 2
+    python benchmarks/checkpoint_overhead.py --quick --out /tmp/ck.json   # smoke config, 1 pair
+
+The default run is the shipped recipe (``configs/default.yaml``, what ``kdlens run`` uses).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from kdlens.run import RunFolder, StageCheckpoint
-from kdlens.config import load_config
+from kdlens.config import default_config_path, load_config
 from kdlens.pipeline import run
+from kdlens.run import StageCheckpoint
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 
@@ -31,7 +34,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], help="extra config overrides")
     parser.add_argument("--out", default="benchmarks/results/checkpointing.json")
+    parser.add_argument("--quick", action="store_true", help="configs/smoke.yaml, one on/off pair")
     args = parser.parse_args()
+    config_path = SMOKE if args.quick else default_config_path()
+    if args.quick:
+        args.repeats = 1
 
     save_seconds: list[float] = []
     real_save = StageCheckpoint.save
@@ -50,10 +57,12 @@ def main() -> None:
             every = 1 if arm == "on" else 0
             sets = [*args.set, f"teacher.train.checkpoint_every={every}"]
             sets.append(f"student.train.checkpoint_every={every}")
+            # The readable stage's soft trees keep resumable state too (their own train section).
+            sets.append(f"readable.soft_tree.train.checkpoint_every={every}")
             save_seconds.clear()
             start = time.perf_counter()
             out = Path(tmp) / f"run{i}"
-            metrics = run(load_config(None, sets), out)
+            metrics = run(load_config(config_path, sets), out)
             total = time.perf_counter() - start
             runs.append(
                 {
@@ -75,6 +84,7 @@ def main() -> None:
     result = {
         "command": " ".join(
             ["python benchmarks/checkpoint_overhead.py", *(f"--set {s}" for s in args.set)]
+            + (["--quick"] if args.quick else [])
             + [f"--repeats {args.repeats}", f"--out {args.out}"]
         ),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

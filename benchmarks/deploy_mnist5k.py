@@ -2,6 +2,10 @@
 with a KD fine-tune vs a hard-label fine-tune, on mnist5k with the default teacher and student.
 
     PYTHONPATH=src python benchmarks/deploy_mnist5k.py --seeds 0 1 2
+    PYTHONPATH=src python benchmarks/deploy_mnist5k.py --quick --out /tmp/k5q --results /tmp/k5q.json
+
+The runs use the shipped recipe (``configs/default.yaml``, what ``kdlens run`` uses) plus the
+deploy settings below. ``--quick``: configs/smoke.yaml, seed 0, short timings (checks that it runs).
 
 Each seed is a whole run (its own split, teacher and students). A finished seed folder with the
 same config is read back instead of rerun, so seeds can also run as parallel processes
@@ -24,44 +28,47 @@ from pathlib import Path
 
 import torch
 
-from kdlens.config import load_config
+from kdlens.config import default_config_path, load_config
 from kdlens.deploy.onnx_export import OrtModel
 from kdlens.evaluate.compression import measure_speed
 from kdlens.pipeline import run
-from kdlens.run import load_run
+from kdlens.run import RunFolder, load_run
 
 SPARSITIES = [0.5, 0.8, 0.9]
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 
 
 def _pct(s: float) -> str:
     return f"{100 * s:g}"
 
 
-def one_seed(seed: int, out: Path) -> dict:
+def one_seed(seed: int, out: Path, quick: bool = False) -> dict:
     overrides = [
         f"seed={seed}",
         f"deploy.prune={SPARSITIES}",
         "deploy.export=onnx",
-        "deploy.timing_seconds=0.5",
+        f"deploy.timing_seconds={0.02 if quick else 0.5}",
     ]
-    config = load_config(None, overrides)
-    folder = out / f"seed{seed}"
+    config = load_config(SMOKE if quick else default_config_path(), overrides)
+    folder = RunFolder(out / f"seed{seed}", write=False)
     # A finished run with the same config is read back, so an interrupted benchmark resumes.
-    if (folder / "metrics.json").is_file() and load_config(folder / "config.yaml") == config:
-        m = json.loads((folder / "metrics.json").read_text())
+    if folder.metrics.is_file() and load_config(folder.config) == config:
+        m = folder.read_json(folder.metrics)
     else:
-        m = run(config, folder, overwrite=True)
+        m = run(config, folder.path, overwrite=True)
     models = m["models"]
+    # The models the deploy stage measured (the readable stage's surrogates have no size or speed).
+    timed = {n: v for n, v in models.items() if "size_bytes" in v}
     kd, q = models["kd"], models["kd_int8"]
     onnx = kd["onnx"]
     row = {
         "seed": seed,
         "accuracy": {n: v["accuracy"] for n, v in models.items()},
         "fidelity": {n: v.get("fidelity") for n, v in models.items()},
-        "size_bytes": {n: v["size_bytes"] for n, v in models.items()},
-        "latency_ms_b1": {n: v["latency_ms_b1"] for n, v in models.items()},
-        "throughput_b256": {n: v["throughput_b256"] for n, v in models.items()},
-        "flops": {n: v["flops"] for n, v in models.items()},
+        "size_bytes": {n: v["size_bytes"] for n, v in timed.items()},
+        "latency_ms_b1": {n: v["latency_ms_b1"] for n, v in timed.items()},
+        "throughput_b256": {n: v["throughput_b256"] for n, v in timed.items()},
+        "flops": {n: v["flops"] for n, v in timed.items()},
         "int8_size_ratio": kd["size_bytes"] / q["size_bytes"],
         "int8_accuracy_points": 100 * (q["accuracy"] - kd["accuracy"]),
         "onnx": {
@@ -74,7 +81,7 @@ def one_seed(seed: int, out: Path) -> dict:
         },
         "pruning": {},
         "summary": m["summary"],
-        "timing_side_by_side": remeasure(folder),
+        "timing_side_by_side": remeasure(folder, 1 if quick else 3, 0.02 if quick else 0.2),
         "timings": m["timings"],
     }
     for s in SPARSITIES:
@@ -92,14 +99,14 @@ def one_seed(seed: int, out: Path) -> dict:
 TIMED = ["teacher", "kd", "kd_int8", "kd_pruned50", "kd_onnxruntime"]
 
 
-def remeasure(folder: Path, rounds: int = 3, seconds: float = 0.2) -> dict:
+def remeasure(folder: RunFolder, rounds: int = 3, seconds: float = 0.2) -> dict:
     """Time the main models again, interleaved (round-robin, ``rounds`` times), with the
     single-thread CPU clock and the wall clock; medians over rounds. Interleaving puts every
     model under the same background load, so the ratios between them are the steady numbers."""
-    r = load_run(folder)
+    r = load_run(folder.path)
     x = r.normalizer(r.tensors("test")[0])
     models = {n: r.load_model(n) for n in TIMED if n != "kd_onnxruntime"}
-    models["kd_onnxruntime"] = OrtModel(folder / "export" / "kd.onnx", threads=1)
+    models["kd_onnxruntime"] = OrtModel(folder.export / "kd.onnx", threads=1)  # deploy.export
     samples = {c: {n: {"b1": [], "b256": []} for n in models} for c in ("cpu", "wall")}
     for _ in range(rounds):
         for clock in ("cpu", "wall"):
@@ -190,11 +197,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="runs/bench_deploy")
     parser.add_argument("--results", default="benchmarks/results/deploy_mnist5k.json")
+    parser.add_argument("--quick", action="store_true", help="configs/smoke.yaml, first seed")
     args = parser.parse_args()
     rows = []
     out = Path(args.out)
-    for seed in args.seeds:
-        rows.append(one_seed(seed, out))
+    for seed in args.seeds[:1] if args.quick else args.seeds:
+        rows.append(one_seed(seed, out, args.quick))
         print(json.dumps(rows[-1]["pruning"], indent=1), flush=True)
     result = {
         "command": f"PYTHONPATH=src python benchmarks/deploy_mnist5k.py --seeds {' '.join(map(str, args.seeds))}",

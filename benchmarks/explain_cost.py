@@ -1,6 +1,7 @@
 """What the explanations cost: each part of ``kdlens report`` on a finished run, wall and CPU seconds.
 
     PYTHONPATH=src python benchmarks/explain_cost.py RUN_DIR [--repeats 3] [--probe-epochs] [--threads 1]
+    PYTHONPATH=src python benchmarks/explain_cost.py RUN_DIR --quick --probe-epochs --out /tmp/e.json
 
 RUN_DIR is a folder written by ``kdlens run``. On a busy shared machine a run's own stage times and
 a later report's times are taken under different loads, so ``--probe-epochs`` also times one
@@ -24,6 +25,7 @@ from kdlens.explain import compute as c
 from kdlens.explain.inputs import from_run_dir
 from kdlens.report.figures import save_figures
 from kdlens.report.html import render_html
+from kdlens.run import RunFolder
 from kdlens.utils import read_json
 
 
@@ -62,44 +64,58 @@ def one_pass(run: Path, scratch: Path) -> dict[str, dict[str, float]]:
     }
     figures, w, p = _timed(save_figures, full, scratch / "figures")
     rec("figures (matplotlib)", w, p)
-    _, w, p = _timed(render_html, read_json(run / "metrics.json"), full, figures, "bench")
+    _, w, p = _timed(
+        render_html, read_json(RunFolder(run, write=False).metrics), full, figures, "bench"
+    )
     rec("report.html", w, p)
     return parts
 
 
 def epoch_costs(run: Path, scratch: Path) -> dict[str, dict[str, float]]:
-    """Wall and CPU seconds of one training epoch of each model, exactly as ``kdlens run`` trains."""
-    from kdlens.weights import load_weights
+    """Wall and CPU seconds of one training epoch of each model, on the data ``kdlens run``
+    trains it on (the teacher's and the students' rows), with the run's distiller."""
     from kdlens.config import load_config
     from kdlens.data import BatchLoader, is_augmenting
-    from kdlens.distill import Distiller, compute_logits, create_distiller
-    from kdlens.pipeline import EVAL_BATCH, _distill_kwargs, prepare
+    from kdlens.distill import Distiller, build_distiller, compute_logits
+    from kdlens.pipeline import EVAL_BATCH, prepare
+    from kdlens.run import load_run
     from kdlens.train import fit
 
-    cfg = load_config(run / "config.yaml")
-    ctx = prepare(cfg, scratch / "probe", overwrite=True)
+    folder = RunFolder(run, write=False)
+    cfg = load_config(folder.config)
+    ctx = prepare(cfg, scratch / "probe", overwrite=True)  # writes nothing
     out = {}
     t_cfg = cfg.teacher.train.model_copy(update={"epochs": 1})
     s_cfg = cfg.student.train.model_copy(update={"epochs": 1})
     val = ctx.eval_loader("val")
+    teacher_rows = ctx.train_loader(t_cfg, cfg.seed, ctx.teacher_data, ctx.teacher_index)
     d = Distiller(ctx.build(cfg.teacher))
-    _, w, p = _timed(fit, d, ctx.train_loader(t_cfg, 0), val, t_cfg)
+    _, w, p = _timed(fit, d, teacher_rows, val, t_cfg)
     out["teacher"] = {"wall": w, "cpu": p, "epochs": cfg.teacher.train.epochs}
+
+    def student_rows():
+        return ctx.train_loader(s_cfg, cfg.seed + 1, ctx.student_data, ctx.student_index)
+
     d = Distiller(ctx.build(cfg.student))
-    _, w, p = _timed(fit, d, ctx.train_loader(s_cfg, 1), val, s_cfg)
+    _, w, p = _timed(fit, d, student_rows(), val, s_cfg)
     out["scratch"] = {"wall": w, "cpu": p, "epochs": cfg.student.train.epochs}
-    teacher = load_weights(
-        ctx.build(cfg.teacher), run / "checkpoints" / "teacher.safetensors"
-    ).eval()
-    d = create_distiller(
-        cfg.distill.method, ctx.build(cfg.student), teacher, **_distill_kwargs(cfg)
+    teacher = load_run(run).load_model("teacher").to(ctx.device)
+    d = build_distiller(
+        cfg.distill,
+        ctx.build(cfg.student),
+        teacher,
+        ctx.dataset.input_shape,
+        num_examples=len(ctx.student_data[1]),
     )
     w0, p0 = time.perf_counter(), time.process_time()
     if cfg.distill.cache_teacher_logits and not is_augmenting(s_cfg.augment):
-        x, y = ctx.tensors("train")
-        d.set_teacher_cache(compute_logits(teacher, BatchLoader(x, y, ctx.normalizer, EVAL_BATCH)))
+        x, y = ctx.student_data
+        loader = BatchLoader(
+            x, y, ctx.normalizer, EVAL_BATCH, device=ctx.device, source_index=ctx.student_index
+        )
+        d.set_teacher_cache(compute_logits(teacher, loader))
     cache_w, cache_p = time.perf_counter() - w0, time.process_time() - p0
-    _, w, p = _timed(fit, d, ctx.train_loader(s_cfg, 1), val, s_cfg)
+    _, w, p = _timed(fit, d, student_rows(), val, s_cfg)
     out["kd"] = {
         "wall": w,
         "cpu": p,
@@ -121,7 +137,11 @@ def main() -> None:
     ap.add_argument("--probe-epochs", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--scratch", default="/tmp/kdlens-explain-bench")
+    ap.add_argument("--out", default=None, help="default: benchmarks/results/explain_cost*.json")
+    ap.add_argument("--quick", action="store_true", help="one pass (checks that the script runs)")
     args = ap.parse_args()
+    if args.quick:
+        args.repeats = 1
     if args.threads:
         # One thread: CPU seconds then count work, not the spinning of threads waiting for a core.
         torch.set_num_threads(args.threads)
@@ -142,7 +162,7 @@ def main() -> None:
     top = [k for k in median if not k.startswith(" ") and not k.startswith("load")]
     explain_wall = sum(median[k]["wall"] for k in top)
     explain_cpu = sum(median[k]["cpu"] for k in top)
-    metrics = read_json(run / "metrics.json")
+    metrics = read_json(RunFolder(run, write=False).metrics)
     t = metrics["timings"]
     in_run = t.get("explain", 0.0) + t.get("report", 0.0)
     result = {
@@ -165,7 +185,8 @@ def main() -> None:
             "cpu": explain_cpu / projected["cpu"],
         }
     suffix = f"_{args.threads}thread" if args.threads else ""
-    out = Path(__file__).parent / "results" / f"explain_cost{suffix}.json"
+    out = Path(args.out or Path(__file__).parent / "results" / f"explain_cost{suffix}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'part':<42}{'wall s':>9}{'cpu s':>9}")
     for k, v in median.items():

@@ -2,8 +2,14 @@
 saved teacher, timed in wall-clock and in CPU seconds of this process (on a shared machine the CPU
 seconds are the better estimate of the wall-clock time on an idle one, with one thread).
 
+The teacher run gives the data, split and teacher (its config and weights); the readable section
+is the shipped recipe's (``configs/default.yaml``), with any ``--set`` applied.
+
     OMP_NUM_THREADS=1 python benchmarks/readable_overhead.py --teacher-run RUN_DIR \
         --out benchmarks/results/readable_overhead.json
+    python benchmarks/readable_overhead.py --teacher-run RUN_DIR --quick --out /tmp/r.json
+
+``--quick``: soft trees of one epoch of 5 batches, a three-depth tree sweep (checks that it runs).
 """
 
 from __future__ import annotations
@@ -16,10 +22,17 @@ from pathlib import Path
 
 import torch
 
-from kdlens.config import load_config
+from kdlens.config import apply_overrides, config_from_dict, default_config_path, load_config
 from kdlens.distill import compute_logits
 from kdlens.pipeline import prepare
+from kdlens.run import RunFolder
 from kdlens.stages.readable import run as readable_stage
+
+QUICK = [
+    "readable.soft_tree.train.epochs=1",
+    "readable.soft_tree.train.max_batches=5",
+    "readable.sweep_tree_depths=[1, 2, 3]",
+]
 
 
 def main() -> None:
@@ -27,12 +40,16 @@ def main() -> None:
     parser.add_argument("--teacher-run", required=True, help="a default run folder (seed 0)")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--out", default="benchmarks/results/readable_overhead.json")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: checks that it runs")
     args = parser.parse_args()
-    ckpt = Path(args.teacher_run) / "checkpoints" / "teacher.safetensors"
-    config = load_config(None, [f"teacher.checkpoint={ckpt}", *args.set])
+    teacher_run = RunFolder(args.teacher_run, write=False)
+    raw = load_config(teacher_run.config).model_dump(mode="json")
+    raw["readable"] = load_config(default_config_path()).readable.model_dump(mode="json")
+    sets = [f"teacher.checkpoint={teacher_run.weights('teacher')}", *args.set]
+    config = config_from_dict(apply_overrides(raw, sets + (QUICK if args.quick else [])))
     with tempfile.TemporaryDirectory() as tmp:
         ctx = prepare(config, Path(tmp) / "run")
-        (ctx.out_dir / "checkpoints").mkdir(parents=True)
+        ctx.folder.make_dirs()  # the soft trees' training stages keep their state there
         ctx.test_logits["teacher"] = compute_logits(ctx.models["teacher"], ctx.eval_loader("test"))
         ctx.metrics["models"] = {}
         wall, cpu = time.perf_counter(), time.process_time()
@@ -48,6 +65,7 @@ def main() -> None:
                 for n, m in ctx.metrics["models"].items()
             },
         }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps({k: result[k] for k in ("wall_seconds", "cpu_seconds", "models")}, indent=2))
 

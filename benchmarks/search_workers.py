@@ -8,6 +8,7 @@ Repeats alternate the order of the two settings; medians are reported, with the 
 the command and its worker processes (the work done, whatever the machine's load).
 
     PYTHONPATH=src python benchmarks/search_workers.py --repeats 3
+    PYTHONPATH=src python benchmarks/search_workers.py --quick --out /tmp/w.json   # 5 batches/epoch
 """
 
 from __future__ import annotations
@@ -47,14 +48,19 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=8)
     parser.add_argument("--teacher-epochs", type=int, default=8)
     parser.add_argument("--out", default="benchmarks/results/search_workers.json")
+    parser.add_argument("--quick", action="store_true", help="1 repeat, 1 epoch of 5 batches")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.quick:
+        args.repeats, args.teacher_epochs, args.student_epochs = 1, 1, 1
     overrides = [
         *CORE,
         "deploy.quantize=false",
         f"teacher.train.epochs={args.teacher_epochs}",
         f"student.train.epochs={args.student_epochs}",
     ]
+    if args.quick:
+        overrides += ["teacher.train.max_batches=5", "student.train.max_batches=5"]
     base = load_config(None, overrides)
     times: dict[int, list[float]] = {1: [], 2: []}
     cpu: dict[int, list[float]] = {1: [], 2: []}

@@ -34,6 +34,7 @@ from kdlens.readable import (
     fit_pair,
     teacher_probabilities,
 )
+from kdlens.run import RunFolder
 from kdlens.weights import load_weights
 
 DEPTHS = [1, 2, 3, 4, 6, 8, 10, 12]
@@ -51,11 +52,12 @@ def tabular_setup(name: str, seed: int):
 
 
 def mnist_setup(run_dir: Path):
-    config = load_config(run_dir / "config.yaml")
+    folder = RunFolder(run_dir, write=False)
+    config = load_config(folder.config)
     ds = create_dataset(config.data.name)
-    split = Split.load(run_dir / "split.json")
+    split = Split.load(folder.split)
     teacher = create_model(config.teacher.model, ds.input_shape, 10, **config.teacher.model_args)
-    load_weights(teacher, run_dir / "checkpoints" / "teacher.safetensors")
+    load_weights(teacher, folder.weights("teacher"))
     return ds, split, teacher.eval()
 
 
