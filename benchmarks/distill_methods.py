@@ -30,7 +30,14 @@ from safetensors.torch import load_file
 from kdlens.config import RunConfig, load_config
 from kdlens.distill import list_distillers
 from kdlens.errors import KdlensError
-from kdlens.evaluate.verdicts import HELPED, Resampler, compare
+from kdlens.evaluate.verdicts import (
+    HELPED,
+    Resampler,
+    compare,
+    format_p,
+    net_wins,
+    verdict_across_seeds,
+)
 from kdlens.pipeline import run
 from kdlens.run import RunFolder, load_run
 from kdlens.utils import write_json
@@ -153,9 +160,28 @@ def run_seed(
         print(f"seed {seed} {method}: {said}", flush=True)
 
 
-def summarize(runs: dict[str, dict]) -> dict:
+def pooled_verdict(method: str, seeds: list[str], runs: dict, out: Path) -> dict | None:
+    """One verdict over the seeds (``verdict_across_seeds`` with the sign-flip test on each test
+    example's net wins, since the seeds' drawn test splits share examples), read from the seeds'
+    run folders under ``out``; None when a folder is gone."""
+    ids, labels, method_logits, scratch_logits = [], [], [], []
+    for seed in seeds:
+        folder = out / f"seed{seed}"
+        if not (folder / method).is_dir() or not (folder / TWINS).is_dir():
+            return None
+        logits, y, test_ids = test_outputs(folder / method)
+        ids.append(test_ids)
+        labels.append(y)
+        method_logits.append(logits["kd"])
+        scratch_logits.append(test_outputs(folder / TWINS)[0]["scratch"])
+    wins = net_wins(ids, labels, method_logits, scratch_logits)
+    comparisons = [runs[s]["methods"][method]["verdict"] for s in seeds]
+    return {**verdict_across_seeds(comparisons, wins), "net_wins": wins}
+
+
+def summarize(runs: dict[str, dict], run_dir: Path) -> dict:
     """Per method: accuracy per seed, mean ± sample std, kd - scratch with its CI, p and conclusion
-    per seed, train seconds, and whether it helped on every seed."""
+    per seed, train seconds, whether it helped on every seed, and one verdict over the seeds."""
     seeds = sorted(runs, key=int)
     out: dict[str, dict] = {}
     for role in ("teacher", "scratch"):
@@ -189,6 +215,8 @@ def summarize(runs: dict[str, dict]) -> dict:
         row["helped_on_every_seed"] = len(trained) == len(seeds) and all(
             r["verdict"]["conclusion"] == HELPED for r in trained.values()
         )
+        if len(trained) == len(seeds):
+            row["over_seeds"] = pooled_verdict(method, seeds, runs, run_dir)
         out[method] = row
     return out
 
@@ -200,35 +228,50 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     }
 
 
+SHORT = {"no significant difference": "n.s."}
+
+
 def table(summary: dict) -> str:
     """The Markdown table of docs/benchmarks.md: one row per method, in % and points."""
     lines = [
         "| method | accuracy % (mean ± std) | kd − scratch, points [95% CI], per seed "
-        "| verdict per seed (McNemar p) | helped on every seed | train s |",
-        "|---|---|---|---|---|---|",
+        "| verdict per seed (McNemar p) | helped on every seed | over the seeds: mean [t 95% CI], "
+        "sign-flip p | train s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in ("teacher", "scratch"):
         m = summary[name]
         seconds = f"{m['train_seconds']['mean']:.0f}" if "train_seconds" in m else "–"
         lines.append(
-            f"| {name} | {100 * m['mean']:.2f} ± {100 * m['std']:.2f} | – | – | – | {seconds} |"
+            f"| {name} | {100 * m['mean']:.2f} ± {100 * m['std']:.2f} | – | – | – | – | {seconds} |"
         )
     methods = {k: v for k, v in summary.items() if k not in ("teacher", "scratch")}
+    n_seeds = len(summary["scratch"]["accuracy"])
     for name, m in sorted(methods.items(), key=lambda kv: -kv[1].get("mean", -1)):
         if "mean" not in m:
             outcome = "refused" if "refused" in m else "failed"
             reason = next(iter(m[outcome].values()))
-            lines.append(f"| {name} | {outcome} on every seed: {reason} | – | – | no | – |")
+            lines.append(f"| {name} | {outcome} on every seed: {reason} | – | – | no | – | – |")
             continue
         diffs, verdicts = [], []
         for d in m["kd_minus_scratch"].values():
             low, high = d["ci95"]
             diffs.append(f"{100 * d['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]")
-            verdicts.append(f"{d['conclusion']} ({d['p_value']:.2g})")
+            verdicts.append(f"{SHORT.get(d['conclusion'], d['conclusion'])} ({d['p_value']:.2g})")
+        for outcome in ("refused", "failed"):
+            verdicts += [f"{outcome} (seed {s})" for s in m.get(outcome, {})]
+        pooled = m.get("over_seeds")
+        if pooled:
+            low, high = pooled["ci95"]
+            pooled = (
+                f"{100 * pooled['accuracy_difference']:+.2f} [{100 * low:+.1f}, {100 * high:+.1f}], "
+                f"{format_p(pooled['p_value'])}: {pooled['conclusion']}"
+            )
+        part = f" ({len(m['accuracy'])} seed(s))" if len(m["accuracy"]) < n_seeds else ""
         lines.append(
-            f"| {name} | {100 * m['mean']:.2f} ± {100 * m['std']:.2f} | {'; '.join(diffs)} "
+            f"| {name} | {100 * m['mean']:.2f} ± {100 * m['std']:.2f}{part} | {'; '.join(diffs)} "
             f"| {'; '.join(verdicts)} | {'yes' if m['helped_on_every_seed'] else 'no'} "
-            f"| {m['train_seconds']['mean']:.0f} |"
+            f"| {pooled or '–'} | {m['train_seconds']['mean']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -261,7 +304,7 @@ def main() -> None:
             {
                 "recipe": str(RECIPE.relative_to(ROOT.parent)),
                 "settings": first["settings"],
-                "summary": summarize(runs),
+                "summary": summarize(runs, args.out),
                 "runs": runs,
             },
         )
