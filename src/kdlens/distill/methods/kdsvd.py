@@ -29,8 +29,15 @@ def _finite(x: torch.Tensor) -> torch.Tensor:
 
 
 def leading_svd(feature: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised leading singular values (B, n) and right singular vectors (B, W, n)."""
+    """Normalised leading singular values (B, n) and right singular vectors (B, W, n).
+
+    The SVD's backward divides by differences of singular values, so a map of low rank (a small
+    student's ReLU maps often have repeated zero singular values) gets inf/NaN gradients while its
+    loss is finite; the hook makes them 0, as the forward treats a degenerate decomposition.
+    """
     b, c, h, w = feature.shape
+    if feature.requires_grad:
+        feature.register_hook(_finite)
     _, s, vh = torch.linalg.svd(feature.reshape(b, c * h, w), full_matrices=False)
     s, v = _finite(s), _finite(vh.mH)  # a degenerate map must not poison the batch
     return F.normalize(s[:, :n], dim=1), F.normalize(v[:, :, :n], dim=1)
