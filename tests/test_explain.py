@@ -132,7 +132,7 @@ def test_output_change_and_what_survives_without_positive_attributions():
     x = torch.randn(400, d)
     y = model(x).argmax(-1)
     # A linear model's logit changes by w_y . eps: its mean square is noise^2 |w_y|^2.
-    expected = float((0.1**2 * (model[1].weight[y] ** 2).sum(1)).mean())
+    expected = float((0.1**2 * (model[1].weight.detach()[y] ** 2).sum(1)).mean())
     assert faith.output_change(model, x, y, 20, 0.1) == pytest.approx(expected, rel=0.05)
     identity = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False))
     with torch.no_grad():
