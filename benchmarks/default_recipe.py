@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 import torch
-from scipy.stats import binomtest
 
 from kdlens.config import load_config
 from kdlens.distill import compute_logits
+from kdlens.evaluate.verdicts import mcnemar as mcnemar_p
 from kdlens.pipeline import run
 from kdlens.run import RunFolder, load_run
 
@@ -173,8 +173,7 @@ def mcnemar(y: torch.Tensor, scratch: torch.Tensor, kd: torch.Tensor) -> dict:
     """Exact McNemar test on paired predictions: only the examples one model gets right count."""
     right_s, right_k = scratch.argmax(1) == y, kd.argmax(1) == y
     kd_only, scratch_only = int((right_k & ~right_s).sum()), int((right_s & ~right_k).sum())
-    n = kd_only + scratch_only
-    p = float(binomtest(kd_only, n, 0.5).pvalue) if n else 1.0
+    p = mcnemar_p(kd_only, scratch_only)
     return {"kd_only_right": kd_only, "scratch_only_right": scratch_only, "p": p}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -32,8 +31,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
-    if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
-        logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
+    _quiet_other_ranks()
     try:
         overrides = list(args.set)
         if args.trust_pickle:  # after --set: it may name the teacher
@@ -172,8 +170,22 @@ def _print_summary(metrics: dict) -> None:
 def _quiet_other_ranks() -> None:
     from kdlens import distributed
 
-    if distributed.launched() and int(os.environ.get("RANK", "0")) > 0:
+    if not distributed.launched_main():
         logging.getLogger("kdlens").setLevel(logging.WARNING)  # one process reports
+
+
+def _search_options(args: argparse.Namespace) -> dict:
+    """What ``kdlens tune`` and ``kdlens sweep`` pass alike to their search."""
+    return dict(
+        overrides=args.set,
+        progress=_progress(args),
+        storage=args.storage,
+        study=args.study,
+        workers=args.workers,
+        teachers_dir=args.teachers,
+        tracking=args.tracking,
+        tracking_uri=args.tracking_uri,
+    )
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -188,14 +200,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             parse_grid(args.grid),
             args.seeds,
             args.out,
-            overrides=args.set,
-            progress=_progress(args),
-            storage=args.storage,
-            study=args.study,
-            workers=args.workers,
-            tracking=args.tracking,
-            tracking_uri=args.tracking_uri,
-            teachers_dir=args.teachers,
+            **_search_options(args),
         )
     finally:
         distributed.teardown()
@@ -230,17 +235,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             parse_space(args.space),
             args.trials,
             args.out,
-            overrides=args.set,
-            storage=args.storage,
-            study=args.study,
-            workers=args.workers,
             objective=args.objective,
             pruner=args.pruner,
             seeds=args.seeds,
-            progress=_progress(args),
-            teachers_dir=args.teachers,
-            tracking=args.tracking,
-            tracking_uri=args.tracking_uri,
+            **_search_options(args),
         )
     finally:
         distributed.teardown()

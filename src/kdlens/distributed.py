@@ -37,6 +37,12 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def launched_main() -> bool:
+    """The process that reports and writes, told from the launcher's env (before :func:`setup`
+    has joined the process group, when :func:`is_main` would say every process is)."""
+    return not launched() or int(os.environ.get("RANK", "0")) == 0
+
+
 def setup(device: torch.device) -> torch.device:
     """Join the process group torchrun describes; returns this process's device.
 

@@ -9,7 +9,6 @@ finished stages were trained with, before the folder changes.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -360,7 +359,7 @@ def run_seeds(
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {seeds})")
     total = time.perf_counter()
-    main = not distributed.launched() or int(os.environ.get("RANK", "0")) == 0
+    main = distributed.launched_main()
     folder = RunFolder(out_dir, write=main)
     configs = [config.model_copy(update={"seed": config.seed + k}) for k in range(seeds)]
     first, first_start = None, time.perf_counter()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlens.data.loader import Batch
-from kdlens.distill.hooks import capture, check_module_names
+from kdlens.distill.hooks import capture, check_module_names, last_linear_input
 from kdlens.distill.methods.kd import KDDistiller
 
 
@@ -81,4 +81,29 @@ class FeatureDistiller(KDDistiller):
         return (
             [tuple(s[n].shape[1:]) for n in self.student_layers],
             [tuple(t[n].shape[1:]) for n in self.teacher_layers],
+        )
+
+
+class EmbeddingDistiller(FeatureDistiller):
+    """A feature method on one layer pair: by default the embeddings entering each model's
+    classifier (RepDistiller's ``feat[-1]``), as the relational methods (RKD, PKT, CC) use."""
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        teacher_layer: str | None = None,
+        student_layer: str | None = None,
+        temperature: float = 4.0,
+        alpha: float = 0.1,
+        example_weighting: str = "none",
+    ):
+        super().__init__(
+            student,
+            teacher,
+            [teacher_layer or last_linear_input(teacher)],
+            [student_layer or last_linear_input(student)],
+            temperature,
+            alpha,
+            example_weighting,
         )

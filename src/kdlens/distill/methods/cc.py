@@ -24,8 +24,7 @@ from torch import nn
 
 from kdlens.data.loader import Batch
 from kdlens.distill.distiller import loss_dict, register_distiller
-from kdlens.distill.features import FeatureDistiller
-from kdlens.distill.hooks import last_linear_input
+from kdlens.distill.features import EmbeddingDistiller
 from kdlens.errors import ConfigError
 
 CORRELATIONS = ("gaussian", "bilinear", "consecutive")
@@ -68,7 +67,7 @@ def cc_consecutive_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
 
 
 @register_distiller("cc")
-class CCDistiller(FeatureDistiller):
+class CCDistiller(EmbeddingDistiller):
     """CC (Peng et al. 2019) matches the correlations between examples of student and teacher."""
 
     method = "cc"
@@ -94,13 +93,9 @@ class CCDistiller(FeatureDistiller):
                 f"distill.options.cc: unknown correlation {correlation!r} "
                 f"(known: {', '.join(CORRELATIONS)})"
             )
-        # Default: the embeddings entering each model's classifier (RepDistiller's feat[-1]).
-        teacher_layer = teacher_layer or last_linear_input(teacher)
-        student_layer = student_layer or last_linear_input(student)
         super().__init__(
-            student, teacher, [teacher_layer], [student_layer], temperature, alpha,
-            example_weighting,
-        )  # fmt: skip
+            student, teacher, teacher_layer, student_layer, temperature, alpha, example_weighting
+        )
         self.correlation, self.gamma, self.order, self.weight = correlation, gamma, order, weight
         (s_shape,), (t_shape,) = self.probe_shapes(input_shape)
         device = next(student.parameters()).device

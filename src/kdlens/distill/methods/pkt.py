@@ -16,8 +16,7 @@ from torch import nn
 
 from kdlens.data.loader import Batch
 from kdlens.distill.distiller import loss_dict, register_distiller
-from kdlens.distill.features import FeatureDistiller
-from kdlens.distill.hooks import last_linear_input
+from kdlens.distill.features import EmbeddingDistiller
 
 
 def _conditional_probabilities(e: torch.Tensor, eps: float) -> torch.Tensor:
@@ -40,7 +39,7 @@ def pkt_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-7) ->
 
 
 @register_distiller("pkt")
-class PKTDistiller(FeatureDistiller):
+class PKTDistiller(EmbeddingDistiller):
     """PKT (Passalis & Tefas 2018) matches the distributions of pairwise similarities in a batch."""
 
     method = "pkt"
@@ -56,13 +55,9 @@ class PKTDistiller(FeatureDistiller):
         alpha: float = 0.1,
         example_weighting: str = "none",
     ):
-        # Default: the embeddings entering each model's classifier (RepDistiller's feat[-1]).
-        teacher_layer = teacher_layer or last_linear_input(teacher)
-        student_layer = student_layer or last_linear_input(student)
         super().__init__(
-            student, teacher, [teacher_layer], [student_layer], temperature, alpha,
-            example_weighting,
-        )  # fmt: skip
+            student, teacher, teacher_layer, student_layer, temperature, alpha, example_weighting
+        )
         self.weight = weight
 
     def forward(self, batch: Batch):

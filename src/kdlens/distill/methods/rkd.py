@@ -15,8 +15,7 @@ from torch import nn
 
 from kdlens.data.loader import Batch
 from kdlens.distill.distiller import loss_dict, register_distiller
-from kdlens.distill.features import FeatureDistiller
-from kdlens.distill.hooks import last_linear_input
+from kdlens.distill.features import EmbeddingDistiller
 
 
 def pairwise_distances(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -54,7 +53,7 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
 
 
 @register_distiller("rkd")
-class RKDDistiller(FeatureDistiller):
+class RKDDistiller(EmbeddingDistiller):
     """Relational KD (Park et al. 2019): KD plus matching pairwise distances and triplet angles."""
 
     method = "rkd"
@@ -71,13 +70,9 @@ class RKDDistiller(FeatureDistiller):
         alpha: float = 0.1,
         example_weighting: str = "none",
     ):
-        # Default: the embeddings entering each model's classifier, as in the paper.
-        teacher_layer = teacher_layer or last_linear_input(teacher)
-        student_layer = student_layer or last_linear_input(student)
         super().__init__(
-            student, teacher, [teacher_layer], [student_layer], temperature, alpha,
-            example_weighting,
-        )  # fmt: skip
+            student, teacher, teacher_layer, student_layer, temperature, alpha, example_weighting
+        )
         self.distance_weight, self.angle_weight = distance_weight, angle_weight
 
     def forward(self, batch: Batch):
